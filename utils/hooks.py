@@ -1,0 +1,125 @@
+"""Hooks that always clean up after themselves.
+
+The most common complaint about visualisation code is hooks that are never removed: each
+re-run of a cell stacks one more, memory grows, results go wrong. Here every hook lives in
+a ``with`` block and is removed when the block ends, also when the body raises.
+
+    with capture_activations(model, ["first_conv", "last_conv"]) as acts:
+        model(x)
+    acts["last_conv"]          # the layer's output tensor
+
+Layers are named by role (see ``utils.models``) or by module path ("features.3").
+"""
+from contextlib import ExitStack, contextmanager
+from difflib import get_close_matches
+
+from torch import nn
+
+
+def resolve_layer(model, name):
+    """The module for a role ("last_conv") or a module path ("features.3")."""
+    if isinstance(name, nn.Module):
+        return name
+    spec = getattr(model, "spec", None)
+    path = spec.layers.get(name, name) if spec is not None else name
+    if isinstance(path, list):
+        raise ValueError(f"Role {name!r} names {len(path)} layers; pass them one by one: {path}")
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        roles = sorted(spec.layers) if spec is not None else []
+        near = get_close_matches(str(path), names, n=3)
+        hint = f" Did you mean {near}?" if near else ""
+        raise KeyError(f"No layer {name!r} in this {type(model).__name__}.{hint} "
+                       f"Roles: {roles}. Module paths: print([n for n, _ in "
+                       "model.named_modules()]).") from None
+
+
+def _names(layers):
+    return [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
+
+
+@contextmanager
+def _hooked(model, layers, make_hook, kind="forward"):
+    store = {}
+    with ExitStack() as stack:
+        for name in _names(layers):
+            module = resolve_layer(model, name)
+            if kind == "forward":
+                handle = module.register_forward_hook(make_hook(name, store))
+            else:
+                handle = module.register_full_backward_hook(make_hook(name, store))
+            stack.callback(handle.remove)
+        yield store
+
+
+def capture_activations(model, layers, detach=True):
+    """``with`` block giving {layer name: output} for the layers' latest forward pass.
+
+    ``detach=False`` keeps the graph, for methods that differentiate an activation.
+    """
+    def make_hook(name, store):
+        def hook(module, inputs, output):
+            store[name] = output.detach() if detach else output
+        return hook
+    return _hooked(model, layers, make_hook)
+
+
+def capture_gradients(model, layers):
+    """``with`` block giving {layer name: d(objective)/d(layer output)} after ``backward()``.
+
+    Implemented as a tensor hook on each layer's output, so it works for any module
+    (in-place or not) and needs no backward hook on the module itself.
+    """
+    def make_hook(name, store):
+        def hook(module, inputs, output):
+            if output.requires_grad:
+                output.register_hook(lambda grad: store.__setitem__(name, grad.detach()))
+        return hook
+    return _hooked(model, layers, make_hook)
+
+
+@contextmanager
+def model_guard(model, eval_mode=True, freeze=False):
+    """Leave ``model`` exactly as found: train/eval mode, requires_grad, in-place flags.
+
+    Inside the block the model is in eval mode, its in-place ReLUs are made out-of-place
+    (backward hooks and saved activations need that), and with ``freeze=True`` its
+    parameters stop asking for gradients (image optimisation touches only the input).
+    """
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    inplace = {m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)}
+    try:
+        if eval_mode:
+            model.eval()
+        for module in inplace:
+            module.inplace = False
+        if freeze:
+            for p in grads:
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in grads.items():
+            p.requires_grad_(flag)
+        for m, flag in inplace.items():
+            m.inplace = flag
+
+
+def count_hooks(model):
+    """Number of hooks attached anywhere in ``model`` (tests use it to prove none leak)."""
+    total = 0
+    for module in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                     "_backward_pre_hooks"):
+            total += len(getattr(module, attr, {}) or {})
+    return total
+
+
+def enable_input_grad(x):
+    """A leaf copy of ``x`` that records gradients (the input of every saliency method)."""
+    return x.detach().clone().requires_grad_(True)
+

@@ -1,0 +1,162 @@
+"""Getting any picture into an RGB image the networks can read.
+
+``load_image`` accepts a file path, a URL, raw bytes, a PIL image, a NumPy array or a
+tensor, and always returns an 8-bit RGB ``PIL.Image``: grayscale, RGBA, palette, CMYK and
+16-bit images are converted, phone photos are turned upright from their EXIF tag, huge
+images are shrunk, and anything unusable raises an ``ImageError`` that says what to do.
+"""
+import io
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+IMAGE_DIR = DATA_DIR / "images"
+
+MIN_SIDE = 32      # smaller than this, a CNN has nothing to look at
+MAX_SIDE = 1024    # larger images are shrunk: nothing here needs more pixels
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into a usable RGB image."""
+
+
+def sample_images():
+    """Names of the bundled photos and textures (see data/ATTRIBUTION.md)."""
+    return sorted(p.stem for p in IMAGE_DIR.glob("*.jpg"))
+
+
+def sample_path(name):
+    """Path of a bundled image by name, e.g. ``sample_path("cat")``."""
+    path = IMAGE_DIR / f"{name}.jpg"
+    if not path.exists():
+        raise ImageError(f"No bundled image called {name!r}. Choose one of {sample_images()}.")
+    return path
+
+
+def load_image(source, max_side=MAX_SIDE, min_side=MIN_SIDE):
+    """Return ``source`` as an upright 8-bit RGB ``PIL.Image``.
+
+    ``source`` may be the name of a bundled image ("cat"), a path, an http(s) URL, bytes,
+    a PIL image, a NumPy array (H×W or H×W×C, uint8, uint16 or floats in [0, 1]) or a
+    tensor (C×H×W or 1×C×H×W, floats in [0, 1] or uint8).
+    """
+    image = _to_pil(source)
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if min(image.size) < min_side:
+        raise ImageError(f"The image is {image.size[0]}×{image.size[1]} pixels; at least "
+                         f"{min_side} px per side is needed. Use a larger image.")
+    if max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.LANCZOS)
+    return image
+
+
+def _to_pil(source):
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open_bytes(bytes(source), "the given bytes")
+    if isinstance(source, torch.Tensor):
+        return _array_to_pil(_tensor_to_hwc(source))
+    if isinstance(source, np.ndarray):
+        return _array_to_pil(source)
+    if isinstance(source, (str, Path)):
+        text = str(source)
+        if text.startswith(("http://", "https://")):
+            return _open_bytes(_download(text), text)
+        path = Path(text).expanduser()
+        if not path.exists() and "/" not in text and "\\" not in text and not path.suffix:
+            path = sample_path(text)
+        if not path.exists():
+            raise ImageError(f"File not found: {text}. Check the path, or pick a bundled "
+                             f"image: {sample_images()}.")
+        if path.is_dir():
+            raise ImageError(f"{text} is a folder, not an image file.")
+        return _open_bytes(path.read_bytes(), text)
+    raise ImageError(f"Cannot read an image from a {type(source).__name__}. Give a path, "
+                     "URL, bytes, PIL image, NumPy array or tensor.")
+
+
+def _open_bytes(data, what):
+    if not data:
+        raise ImageError(f"{what} is empty: no image data.")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{what} is not an image Pillow can read ({err}). "
+                         "Use a JPEG, PNG, GIF, BMP, TIFF or WebP file.") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{what} looks like an image but is corrupt or truncated ({err}). "
+                         "Try another copy of the file.") from None
+    return image
+
+
+def _download(url, timeout=15):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except Exception as err:  # URLError, timeouts, HTTP errors: all the same to the user
+        raise ImageError(f"Could not download {url} ({err}). Check the address or your "
+                         "connection, or upload the file instead.") from None
+
+
+def _tensor_to_hwc(tensor):
+    array = tensor.detach().cpu()
+    if array.dim() == 4:
+        if array.shape[0] != 1:
+            raise ImageError(f"Got a batch of {array.shape[0]} images; pass one image.")
+        array = array[0]
+    if array.dim() == 3 and array.shape[0] in (1, 3, 4):
+        array = array.permute(1, 2, 0)
+    return array.numpy()
+
+
+def _array_to_pil(array):
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"An array of shape {array.shape} is not an image: expected "
+                         "H×W (gray), H×W×3 (RGB) or H×W×4 (RGBA).")
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.uint16:
+        array = (array / 257.0).round().astype(np.uint8)
+    elif array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError("The array holds NaN or infinite values.")
+        if array.min() < -1e-3 or array.max() > 1 + 1e-3:
+            raise ImageError(f"Float images must lie in [0, 1]; this one spans "
+                             f"[{array.min():.3g}, {array.max():.3g}]. Was it normalised? "
+                             "Undo the normalisation first (spec.deprocess).")
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    else:
+        raise ImageError(f"Unsupported array type {array.dtype}; use uint8, uint16 or float.")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _to_rgb(image):
+    """Convert any Pillow mode to RGB: transparency onto white, 16-bit scaled to 8-bit."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((np.clip(array / top, 0, 1) * 255).round().astype(np.uint8))
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1e-12)
+        image = Image.fromarray(((array - array.min()) / span * 255).round().astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")

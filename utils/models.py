@@ -1,0 +1,224 @@
+"""One registry of networks, each knowing its preprocessing and the layers methods need.
+
+Notebooks never hard-code ``features[29]``: they ask for a layer by its *role*
+("first_conv", "last_conv", "stages", ...) and every registered model answers. Roles:
+
+================ ==============================================================
+``first_conv``   the first convolution (its filters are drawn in notebook 01)
+``stages``       one layer per resolution stage, early to late (activation maps)
+``last_conv``    output of the last conv block, after its ReLU (CAM, Grad-CAM)
+``penultimate``  the last hidden layer, whose output feeds the classifier
+``classifier``   the final linear layer (class scores)
+``dream``        the DeepDream layer (GoogLeNet's inception4c)
+``content``      style-transfer content layer (VGG-19 conv4_2)
+``style``        style/texture layers (VGG-19 conv1_1 ... conv5_1)
+================ ==============================================================
+
+``load_model(name)`` returns the torchvision network with its pretrained weights when they
+are cached or can be downloaded, and otherwise falls back, with one printed line, to the
+bundled EfficientNet-Lite0. The model comes back in eval mode, on the chosen device, with
+``model.spec`` holding its ``ModelSpec``.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision.transforms import functional as TF
+
+from .env import can_reach, pick_device
+from .images import load_image
+from .lite0 import build_lite0
+
+BUNDLED = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_CLASSES = list(torchvision.models._meta._IMAGENET_CATEGORIES)
+
+
+@dataclass
+class ModelSpec:
+    """What a method needs to know about one network."""
+    name: str
+    paper: str
+    layers: dict                      # role -> module path, or list of module paths
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    size: int = 224                   # input side in pixels
+    has_maxpool: bool = True          # deconvnet switches need max-pooling
+    notes: str = ""
+    labels: list = field(default_factory=lambda: IMAGENET_CLASSES)
+
+    def preprocess(self, image, size=None, device=None):
+        """Image (anything ``load_image`` reads) -> normalised 1×3×S×S tensor.
+
+        The whole image is resized to S×S (no crop), so every pixel of the picture is seen
+        and maps are overlaid on exactly what the network saw. x = (rgb - mean) / std.
+        """
+        size = size or self.size
+        image = load_image(image).resize((size, size), Image.BICUBIC)
+        x = self.normalize(TF.to_tensor(image).unsqueeze(0))
+        return x.to(device) if device is not None else x
+
+    def normalize(self, rgb):
+        """RGB in [0, 1] (N×3×H×W) -> network input."""
+        mean, std = self._stats(rgb)
+        return (rgb - mean) / std
+
+    def denormalize(self, x):
+        """Network input (N×3×H×W) -> RGB, nominally in [0, 1]."""
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def deprocess(self, x):
+        """Network input (1×3×H×W or 3×H×W) -> H×W×3 float array in [0, 1] for plotting."""
+        x = x.detach().float().cpu()
+        if x.dim() == 4:
+            if x.shape[0] != 1:
+                raise ValueError(f"deprocess takes one image; got a batch of {x.shape[0]}.")
+            x = x[0]
+        rgb = self.denormalize(x.unsqueeze(0))[0].clamp(0, 1)
+        return rgb.permute(1, 2, 0).numpy()
+
+    def valid_range(self, device=None):
+        """Per-channel (low, high) of the normalised input: the image of black and of white."""
+        low = self.normalize(torch.zeros(1, 3, 1, 1))
+        high = self.normalize(torch.ones(1, 3, 1, 1))
+        return low.to(device), high.to(device)
+
+    def layer(self, role):
+        """Module path(s) for a role, with a clear error for an unknown role."""
+        if role not in self.layers:
+            raise KeyError(f"{self.name} has no layer role {role!r}; roles: {sorted(self.layers)}")
+        return self.layers[role]
+
+    def _stats(self, x):
+        shape = (1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return mean, std
+
+
+def _vgg_layers(relu_ends, style, content):
+    return {"first_conv": "features.0", "stages": [f"features.{i}" for i in relu_ends],
+            "last_conv": f"features.{relu_ends[-1]}", "penultimate": "classifier.4",
+            "classifier": "classifier.6", "dream": f"features.{relu_ends[3]}",
+            "content": content, "style": style}
+
+
+REGISTRY = {
+    "alexnet": ModelSpec(
+        "alexnet", "Krizhevsky et al. 2012 (torchvision's 64-filter variant)",
+        {"first_conv": "features.0",
+         "stages": ["features.1", "features.4", "features.7", "features.9", "features.11"],
+         "last_conv": "features.11", "pool5": "features.12", "penultimate": "classifier.5",
+         "classifier": "classifier.6", "dream": "features.9", "content": "features.9",
+         "style": ["features.1", "features.4", "features.7", "features.9", "features.11"]}),
+    "vgg16": ModelSpec(
+        "vgg16", "Simonyan & Zisserman 2015",
+        _vgg_layers([3, 8, 15, 22, 29], style=[f"features.{i}" for i in (1, 6, 11, 18, 25)],
+                    content="features.20")),
+    "vgg19": ModelSpec(
+        "vgg19", "Simonyan & Zisserman 2015",
+        _vgg_layers([3, 8, 17, 26, 35], style=[f"features.{i}" for i in (1, 6, 11, 20, 29)],
+                    content="features.22")),
+    "resnet50": ModelSpec(
+        "resnet50", "He et al. 2016",
+        {"first_conv": "conv1", "stages": ["relu", "layer1", "layer2", "layer3", "layer4"],
+         "last_conv": "layer4", "penultimate": "avgpool", "classifier": "fc", "dream": "layer3",
+         "content": "layer3", "style": ["relu", "layer1", "layer2", "layer3", "layer4"]}),
+    "googlenet": ModelSpec(
+        "googlenet", "Szegedy et al. 2015 (torchvision's, with BatchNorm)",
+        {"first_conv": "conv1.conv",
+         "stages": ["conv1", "conv3", "inception3b", "inception4c", "inception5b"],
+         "last_conv": "inception5b", "penultimate": "avgpool", "classifier": "fc",
+         "dream": "inception4c", "content": "inception4c",
+         "style": ["conv1", "conv3", "inception3b", "inception4c", "inception5b"]},
+        notes="Its ReLUs are functional (F.relu inside BasicConv2d): module hooks miss them."),
+    BUNDLED: ModelSpec(
+        BUNDLED, "Tan & Le 2019, Lite variant (bundled, works offline)",
+        {"first_conv": "stem.0",
+         "stages": ["stem", "blocks.2", "blocks.4", "blocks.10", "head"],
+         "last_conv": "head", "penultimate": "pool", "classifier": "fc", "dream": "blocks.10",
+         "content": "blocks.7", "style": ["stem", "blocks.2", "blocks.4", "blocks.10", "blocks.14"]},
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), has_maxpool=False,
+        notes="3×3 stride-2 stem, ReLU6, no max-pooling, global average pooling + FC head."),
+}
+DEFAULT_MODEL = "alexnet"
+
+
+def available_models():
+    """Names accepted by ``load_model``."""
+    return list(REGISTRY)
+
+
+def cached_weights_path(name):
+    """Where torch keeps the pretrained weights of a torchvision model once downloaded."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def load_model(name=DEFAULT_MODEL, device=None, verbose=True):
+    """A pretrained model from the registry, in eval mode on ``device``, with ``.spec``.
+
+    A torchvision model whose weights are neither cached nor downloadable (checked with a
+    3-second connection test, never a hang) is replaced by the bundled EfficientNet-Lite0.
+    ReLUs are made not in-place so that hooks and backward rules see every activation.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"Unknown model {name!r}; choose one of {available_models()}.")
+    device = device if device is not None else pick_device()
+    model = _build(name, verbose)
+    if model is None:
+        if verbose:
+            print(f"Offline: no cached {name} weights and no connection; "
+                  f"using the bundled {BUNDLED} instead.")
+        name, model = BUNDLED, build_lite0()
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    model.spec = REGISTRY[name]
+    return model.eval().to(device)
+
+
+def _build(name, verbose):
+    if name == BUNDLED:
+        return build_lite0()
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    if not cached_weights_path(name).exists() and not can_reach("download.pytorch.org"):
+        return None
+    try:
+        return torchvision.models.get_model(name, weights=weights)
+    except Exception as err:  # a download cut off half-way, a full disk, ...
+        if verbose:
+            print(f"Could not load {name} weights ({type(err).__name__}: {err}).")
+        return None
+
+
+def class_index(label, spec=None):
+    """Class index from an int or a label ("Egyptian cat"), with a clear error."""
+    labels = spec.labels if spec is not None else IMAGENET_CLASSES
+    if isinstance(label, (int, np.integer)):
+        if not 0 <= int(label) < len(labels):
+            raise IndexError(f"Class index {label} is out of range 0..{len(labels) - 1}.")
+        return int(label)
+    if label in labels:
+        return labels.index(label)
+    near = [name for name in labels if str(label).lower() in name.lower()][:5]
+    raise KeyError(f"No class called {label!r}." + (f" Did you mean one of {near}?" if near else ""))
+
+
+@torch.no_grad()
+def top_k(model, x, k=5):
+    """The k most probable classes for one image as [(label, probability), ...]."""
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.shape[0] != 1:
+        raise ValueError(f"top_k takes one image; got a batch of {x.shape[0]}.")
+    labels = getattr(model, "spec", None).labels if hasattr(model, "spec") else IMAGENET_CLASSES
+    probs = model(x).softmax(dim=1)[0]
+    values, indices = probs.topk(k)
+    return [(labels[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]

@@ -1,0 +1,122 @@
+"""One look for every figure, readable on a projector.
+
+* Heat maps use ``HEAT_CMAP`` (inferno: perceptually uniform, dark-to-bright, survives a
+  washed-out projector and gray-scale printing); signed maps use ``SIGNED_CMAP``
+  (blue-white-red, centred on zero).
+* Overlays put the map on a *grayscale* copy of the photo so the colours belong to the map.
+* Titles are large, axes are off, every heat map has a colour bar.
+"""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+HEAT_CMAP = "inferno"
+SIGNED_CMAP = "RdBu_r"
+GRAY_CMAP = "gray"
+
+
+def use_lecture_style():
+    """Larger fonts and a modest dpi: legible on a projector, small in a committed notebook."""
+    plt.rcParams.update({
+        "figure.dpi": 80, "savefig.dpi": 80, "font.size": 12, "axes.titlesize": 12,
+        "axes.titleweight": "bold", "figure.titlesize": 14, "figure.titleweight": "bold",
+        "image.cmap": HEAT_CMAP, "axes.grid": False,
+    })
+
+
+def to_numpy_image(image):
+    """PIL image, H×W(×3) array or 3×H×W / H×W tensor -> float array in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu()
+        if image.dim() == 4:
+            image = image[0]
+        if image.dim() == 3 and image.shape[0] in (1, 3):
+            image = image.permute(1, 2, 0)
+        image = image.squeeze(-1).numpy() if image.dim() == 3 and image.shape[-1] == 1 else image.numpy()
+    image = np.asarray(image, dtype=np.float32)
+    if image.max() > 1.0 + 1e-6:
+        image = image / 255.0
+    return image
+
+
+def normalize_map(values):
+    """Rescale to [0, 1] for display only (never threshold a display-normalised map)."""
+    values = np.asarray(values, dtype=np.float32)
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def resize_map(heatmap, size):
+    """Bilinear upsampling of an h×w map to (H, W), as CAM and Grad-CAM do."""
+    tensor = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def grid_axes(n, ncols=None, size=2.6, title=None):
+    """A figure with n image axes (axes turned off), laid out in rows of ``ncols``."""
+    ncols = ncols or min(n, 8)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig, list(axes.flat)[:n]
+
+
+def show_images(images, titles=None, ncols=None, size=2.6, title=None, cmap=GRAY_CMAP):
+    """Images side by side (color or gray), each with an optional title. Returns the figure."""
+    images = list(images)
+    fig, axes = grid_axes(len(images), ncols, size, title)
+    for i, (ax, image) in enumerate(zip(axes, images)):
+        array = to_numpy_image(image)
+        ax.imshow(array, cmap=cmap if array.ndim == 2 else None,
+                  vmin=None if array.ndim == 3 else array.min(),
+                  vmax=None if array.ndim == 3 else array.max())
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_heatmap(image, heatmap, ax=None, title=None, alpha=0.55, cmap=HEAT_CMAP,
+                 colorbar=True, signed=False):
+    """Overlay a map (any resolution) on a grayscale copy of ``image``, with a colour bar.
+
+    The map is upsampled bilinearly to the image size; ``signed=True`` centres a diverging
+    colour map on zero instead of stretching to [min, max].
+    """
+    base = to_numpy_image(image)
+    gray = base.mean(axis=2) if base.ndim == 3 else base
+    values = resize_map(heatmap, gray.shape)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4))
+    ax.imshow(gray, cmap=GRAY_CMAP, vmin=0, vmax=1)
+    if signed:
+        bound = float(np.abs(values).max()) or 1.0
+        shown = ax.imshow(values, cmap=SIGNED_CMAP, alpha=alpha, vmin=-bound, vmax=bound)
+    else:
+        shown = ax.imshow(values, cmap=cmap, alpha=alpha)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    return ax
+
+
+def show_map(values, ax=None, title=None, cmap=HEAT_CMAP, colorbar=True):
+    """A single 2-D map (activation, saliency) on its own, with a colour bar."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    shown = ax.imshow(np.asarray(values), cmap=cmap)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    return ax
