@@ -29,7 +29,7 @@ def resolve_layer(model, name):
     except AttributeError:
         names = [n for n, _ in model.named_modules() if n]
         roles = sorted(spec.layers) if spec is not None else []
-        near = get_close_matches(str(path), names, n=3)
+        near = get_close_matches(str(path), names + roles, n=3)
         hint = f" Did you mean {near}?" if near else ""
         raise KeyError(f"No layer {name!r} in this {type(model).__name__}.{hint} "
                        f"Roles: {roles}. Module paths: print([n for n, _ in "
@@ -57,11 +57,12 @@ def _hooked(model, layers, make_hook, kind="forward"):
 def capture_activations(model, layers, detach=True):
     """``with`` block giving {layer name: output} for the layers' latest forward pass.
 
-    ``detach=False`` keeps the graph, for methods that differentiate an activation.
+    Outputs are copied, so a later in-place op (``ReLU(inplace=True)``) cannot change what
+    was captured. ``detach=False`` keeps the graph, for methods that differentiate it.
     """
     def make_hook(name, store):
         def hook(module, inputs, output):
-            store[name] = output.detach() if detach else output
+            store[name] = output.detach().clone() if detach else output
         return hook
     return _hooked(model, layers, make_hook)
 

@@ -1,0 +1,49 @@
+"""Environment switches: fast mode and offline follow the variables and CI."""
+import time
+
+import numpy as np
+import torch
+
+from utils import env
+
+
+def test_switches_follow_variables(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("VCNN_FAST", raising=False)
+    monkeypatch.delenv("VCNN_OFFLINE", raising=False)
+    assert not env.fast_mode() and not env.offline() and not env.in_ci()
+    monkeypatch.setenv("CI", "true")
+    assert env.fast_mode() and env.offline()
+    monkeypatch.setenv("VCNN_FAST", "0")
+    assert not env.fast_mode() and env.offline()
+    monkeypatch.delenv("CI")
+    monkeypatch.setenv("VCNN_OFFLINE", "1")
+    assert env.offline() and not env.fast_mode()
+
+
+def test_offline_never_touches_the_network(monkeypatch):
+    monkeypatch.setenv("VCNN_OFFLINE", "1")
+    start = time.perf_counter()
+    assert env.can_reach("download.pytorch.org") is False
+    assert time.perf_counter() - start < 0.1
+
+
+def test_seed_everything_repeats():
+    env.seed_everything(3)
+    a = (torch.rand(3), np.random.rand(3))
+    env.seed_everything(3)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_pick_device_and_describe():
+    assert env.pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        try:
+            env.pick_device("cuda")
+        except RuntimeError as err:
+            assert "GPU" in str(err)
+        else:
+            raise AssertionError("asking for a missing GPU must fail clearly")
+    line = env.describe("alexnet", "cpu")
+    assert "alexnet" in line and "cpu" in line and "mode" in line

@@ -1,0 +1,69 @@
+"""Hooks are always removed; the guard restores the model exactly."""
+import pytest
+import torch
+from torch import nn
+
+from utils.hooks import (capture_activations, capture_gradients, count_hooks, model_guard,
+                         resolve_layer)
+
+
+def tiny():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(8, 1))
+    net.spec = type("S", (), {"layers": {"first_conv": "0", "classifier": "3"}})()
+    return net
+
+
+def test_activations_by_role_and_path_equal_a_manual_forward():
+    net = tiny()
+    x = torch.randn(1, 1, 4, 4)
+    with capture_activations(net, ["first_conv", "1"]) as acts:
+        net(x)
+    conv = net[0](x)
+    assert torch.allclose(acts["first_conv"], conv)
+    assert torch.allclose(acts["1"], conv.clamp(min=0))
+    assert count_hooks(net) == 0
+
+
+def test_gradients_equal_autograd():
+    net = tiny()
+    net[1].inplace = False
+    x = torch.randn(1, 1, 4, 4)
+    with capture_gradients(net, "1") as grads:
+        net(x).sum().backward()
+    # d(sum(W h + b))/dh = W, reshaped like h
+    expected = net[3].weight.detach().view(1, 2, 2, 2)
+    assert torch.allclose(grads["1"], expected)
+    assert count_hooks(net) == 0
+
+
+def test_hooks_are_removed_when_the_body_raises():
+    net = tiny()
+    with pytest.raises(RuntimeError):
+        with capture_activations(net, ["0", "3"]):
+            raise RuntimeError("boom")
+    with pytest.raises(KeyError, match="No layer"):
+        with capture_activations(net, ["0", "does.not.exist"]):
+            pass
+    assert count_hooks(net) == 0
+
+
+def test_guard_restores_mode_grad_flags_and_inplace():
+    net = tiny().train()
+    net[0].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError):
+        with model_guard(net, freeze=True):
+            assert not net.training and not net[1].inplace
+            assert not any(p.requires_grad for p in net.parameters())
+            raise ValueError("stop half-way")
+    assert net.training and net[1].inplace
+    assert net[0].weight.requires_grad is False and net[3].weight.requires_grad is True
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_resolve_layer_suggests_close_names():
+    with pytest.raises(KeyError, match="Did you mean"):
+        resolve_layer(tiny(), "first_conf")
+    with pytest.raises(KeyError, match="first_conv"):
+        resolve_layer(tiny(), "conv1")
