@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils import colab  # noqa: E402
 
 README = colab.ROOT / "README.md"
-TABLE = re.compile(r"(<!-- notebooks:start -->\n).*?(\n<!-- notebooks:end -->)", re.S)
+TABLE = re.compile(r"(<!-- notebooks:start -->\n)(?:.*?\n)?(<!-- notebooks:end -->)", re.S)
 
 
 def _lines(text):
@@ -30,7 +30,7 @@ def _find(cells, tag):
 
 def synced_notebook(nb, name):
     cells = nb["cells"]
-    badge = {"cell_type": "markdown", "metadata": {"tags": [colab.BADGE_TAG]},
+    badge = {"cell_type": "markdown", "id": "colab-badge", "metadata": {"tags": [colab.BADGE_TAG]},
              "source": _lines(colab.badge_markdown(name))}
     i = _find(cells, colab.BADGE_TAG)
     if i is None:
@@ -41,7 +41,8 @@ def synced_notebook(nb, name):
     if i is None:
         title = next(k for k, c in enumerate(cells) if c["cell_type"] == "markdown"
                      and colab.BADGE_TAG not in c["metadata"].get("tags", []))
-        cells.insert(title + 1, {"cell_type": "code", "execution_count": None, "outputs": [],
+        cells.insert(title + 1, {"cell_type": "code", "id": "colab-setup", "execution_count": None,
+                                 "outputs": [],
                                  "metadata": {"tags": [colab.SETUP_TAG]},
                                  "source": _lines(colab.setup_cell_source())})
     else:
@@ -52,7 +53,7 @@ def synced_notebook(nb, name):
 def synced_readme(text):
     if not TABLE.search(text):
         raise SystemExit("README.md lacks the <!-- notebooks:start --> ... end markers.")
-    return TABLE.sub(lambda m: m.group(1) + colab.readme_table() + m.group(2), text)
+    return TABLE.sub(lambda m: m.group(1) + colab.readme_table() + "\n" + m.group(2), text)
 
 
 def main(check=False):

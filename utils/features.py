@@ -50,6 +50,15 @@ def strongest_channels(activation, k=6):
     return activation[0].flatten(1).mean(dim=1).topk(k).indices.tolist()
 
 
+def most_varying_channels(activation, k=6):
+    """Indices of the k channels whose map varies most over the image (spatial std).
+
+    A channel that is "on" everywhere says little about this picture; one whose map has
+    strong contrast has found something specific in it: an edge, a texture, an eye.
+    """
+    return activation[0].flatten(1).std(dim=1).topk(k).indices.tolist()
+
+
 def sparsity(activation, threshold=0.0):
     """Fraction of activations that are ≤ threshold (off), for the first image."""
     return float((activation[0] <= threshold).float().mean())
@@ -95,3 +104,113 @@ def nearest_neighbours(query, gallery, k=5):
     distances = torch.cdist(query[None], gallery)[0]
     order = distances.argsort()[:k]
     return order.tolist(), distances[order].tolist()
+
+
+def top_channel_overlap(activation, k=16):
+    """Mean pairwise overlap (|A∩B| / k) of the k strongest channels between images.
+
+    High: the layer's strongest units are the same whatever the picture (generic edge and
+    colour detectors). Low: each picture drives its own units (specific parts, objects).
+    """
+    means = activation.flatten(2).mean(dim=2)                    # N × C
+    tops = [set(row.topk(min(k, means.shape[1])).indices.tolist()) for row in means]
+    pairs = [(a, b) for i, a in enumerate(tops) for b in tops[i + 1:]]
+    return float(np.mean([len(a & b) / len(a) for a, b in pairs]))
+
+
+# ---------------------------------------------------------------- figures (pure functions)
+
+def plot_filters(model, ncols=8, upscale=None):
+    """The first-layer filters as a grid of colour tiles (Krizhevsky et al., Fig. 3)."""
+    import matplotlib.pyplot as plt
+    from .plotting import grid_axes
+    weights = first_layer_filters(model)
+    k = weights.shape[-1]
+    upscale = upscale or max(1, 24 // k)
+    order = filter_norms(weights).argsort(descending=True)      # strongest first
+    tiles = filter_tiles(weights[order], upscale)
+    fig, axes = grid_axes(len(tiles), ncols=min(ncols * 2, len(tiles)), size=0.9,
+                          title=f"{model.spec.name}: {len(tiles)} first-layer filters, "
+                                f"{k}×{k}×3 (strongest first)")
+    for ax, tile in zip(axes, tiles):
+        ax.imshow(tile, interpolation="nearest")
+    fig.tight_layout()
+    return fig
+
+
+def plot_stage_overview(image, activations, n_channels=8, title=None):
+    """One row per stage: the input, then its n most varying channels as gray maps."""
+    import matplotlib.pyplot as plt
+    names = list(activations)
+    fig, axes = plt.subplots(len(names), n_channels + 1, squeeze=False,
+                             figsize=(1.55 * (n_channels + 1), 1.7 * len(names)))
+    for row, name in enumerate(names):
+        act = activations[name]
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_title(f"{name}\n{act.shape[1]}×{act.shape[2]}×{act.shape[3]}", fontsize=9)
+        for col, channel in enumerate(most_varying_channels(act, n_channels), start=1):
+            axes[row, col].imshow(act[0, channel].cpu(), cmap="gray")
+            axes[row, col].set_title(f"ch {channel}", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title or "Channels with the most contrast at each stage (bright = strong)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_channel(image, activation, channel, layer_name=""):
+    """One channel's activation map next to the image, and overlaid on it."""
+    import matplotlib.pyplot as plt
+    from .plotting import show_heatmap, show_map
+    channels = activation.shape[1]
+    channel = min(int(channel), channels - 1)
+    values = activation[0, channel].cpu().numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    axes[0].imshow(image)
+    axes[0].axis("off")
+    axes[0].set_title("input")
+    show_map(values, ax=axes[1], title=f"{layer_name} ch {channel} of {channels}", cmap="gray")
+    show_heatmap(image, values, ax=axes[2], title=f"overlay (max {values.max():.2f})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_neighbours(query, gallery, labels, pixel_hits, feature_hits):
+    """Query, then its nearest gallery images in pixel space (top) and feature space (bottom)."""
+    import matplotlib.pyplot as plt
+    k = len(pixel_hits[0])
+    fig, axes = plt.subplots(2, k + 1, figsize=(1.9 * (k + 1), 4.4), squeeze=False)
+    for row, (name, (indices, distances)) in enumerate(
+            [("pixels", pixel_hits), ("features", feature_hits)]):
+        axes[row, 0].imshow(query.resize((128, 128)))
+        axes[row, 0].set_title(f"query\n({name})", fontsize=10)
+        for col, (i, d) in enumerate(zip(indices, distances), start=1):
+            axes[row, col].imshow(gallery[i].resize((128, 128)))
+            axes[row, col].set_title(f"{labels[i]}\nd = {d:.1f}", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("Nearest neighbours: raw pixels (top) vs last hidden layer (bottom)")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- exercises
+
+def check_first_conv_parameters(model, answer):
+    """Exercise: how many numbers does the first conv layer learn (weights + biases)?"""
+    conv = resolve_layer(model, "first_conv")
+    right = sum(p.numel() for p in conv.parameters())
+    if int(answer) == right:
+        return print(f"Right: {right} = {tuple(conv.weight.shape)} weights"
+                     + (f" + {conv.bias.numel()} biases." if conv.bias is not None else " (no bias)."))
+    print(f"Not yet: {answer} is not it. Hint: out_channels × in_channels × k × k, plus one "
+          f"bias per filter if the layer has biases; look at {type(conv).__name__}.weight.shape.")
+
+
+def check_strongest_channel(activations, layer, answer):
+    """Exercise: which channel of ``layer`` has the largest mean activation on the image?"""
+    right = strongest_channels(activations[layer], 1)[0]
+    if int(answer) == right:
+        return print(f"Right: channel {right} of {layer} responds most strongly on average.")
+    print(f"Not yet: channel {answer} is not the strongest. Hint: average each channel's map "
+          f"over height and width (activation[0].mean(dim=(1, 2))) and take the argmax.")

@@ -5,7 +5,7 @@ Notebooks never hard-code ``features[29]``: they ask for a layer by its *role*
 
 ================ ==============================================================
 ``first_conv``   the first convolution (its filters are drawn in notebook 01)
-``stages``       one layer per resolution stage, early to late (activation maps)
+``stages``       one post-activation layer per resolution stage, early to late
 ``last_conv``    output of the last conv block, after its ReLU (CAM, Grad-CAM)
 ``penultimate``  the last hidden layer, whose output feeds the classifier
 ``classifier``   the final linear layer (class scores)
@@ -141,7 +141,8 @@ REGISTRY = {
     BUNDLED: ModelSpec(
         BUNDLED, "Tan & Le 2019, Lite variant (bundled, works offline)",
         {"first_conv": "stem.0",
-         "stages": ["stem", "blocks.2", "blocks.4", "blocks.10", "head"],
+         "stages": ["stem", "blocks.2.depthwise", "blocks.4.depthwise", "blocks.10.depthwise",
+                    "head"],
          "last_conv": "head", "penultimate": "pool", "classifier": "fc", "dream": "blocks.10",
          "content": "blocks.7", "style": ["stem", "blocks.2", "blocks.4", "blocks.10", "blocks.14"]},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), has_maxpool=False,

@@ -24,6 +24,11 @@ def use_lecture_style():
         "axes.titleweight": "bold", "figure.titlesize": 14, "figure.titleweight": "bold",
         "image.cmap": HEAT_CMAP, "axes.grid": False,
     })
+    try:  # in Jupyter, JPEG figures keep notebooks small (photos compress 5-10× better)
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        set_matplotlib_formats("jpeg", pil_kwargs={"quality": 88})
+    except Exception:
+        pass
 
 
 def to_numpy_image(image):

@@ -1,0 +1,55 @@
+"""Widget callbacks, without a browser: a control change redraws with the new value, an
+upload becomes the image, a bad upload shows an error and keeps the last good image."""
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+from PIL import Image
+
+from utils.images import sample_path
+from utils.widgets import ImagePicker, channel_slider, class_picker, connect, uploaded_bytes
+
+
+def png(color, size=(64, 48)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_connect_redraws_with_the_new_values():
+    calls = []
+    slider = channel_slider(10, value=2)
+    classes = class_picker([("Egyptian cat", 0.8), ("tabby", 0.1)])
+    connect(lambda channel, label: calls.append((channel, label)), channel=slider, label=classes)
+    assert calls == [(2, "Egyptian cat")]
+    slider.value = 7
+    classes.value = "tabby"
+    assert calls[-2:] == [(7, "Egyptian cat"), (7, "tabby")]
+    assert slider.max == 9
+
+
+def test_image_picker_upload_path_and_errors(tmp_path):
+    seen = []
+    picker = ImagePicker("cat")
+    connect(lambda image: seen.append(image.size), image=picker)
+    assert seen[-1] == picker.image.size == Image.open(sample_path("cat")).size
+    picker.upload.value = ({"name": "red.png", "type": "image/png", "size": 0,
+                            "content": memoryview(png((255, 0, 0))), "last_modified": datetime.now(timezone.utc)},)
+    assert seen[-1] == (64, 48) and np.asarray(picker.image)[0, 0].tolist() == [255, 0, 0]
+    picker.upload.value = ({"name": "bad.png", "type": "image/png", "size": 0,
+                            "content": memoryview(b"not an image"), "last_modified": datetime.now(timezone.utc)},)
+    assert "not an image" in picker.message.value
+    assert np.asarray(picker.image)[0, 0].tolist() == [255, 0, 0]    # the last good image
+    path = tmp_path / "blue.png"
+    path.write_bytes(png((0, 0, 255), (50, 40)))
+    picker.path.value = str(path)
+    assert picker.message.value == "" and seen[-1] == (50, 40)
+    picker.choice.value = "coffee"
+    assert picker.image.size == Image.open(sample_path("coffee")).size
+
+
+def test_uploaded_bytes_reads_both_ipywidgets_formats():
+    data = png((1, 2, 3))
+    assert uploaded_bytes(({"content": memoryview(data)},)) == data        # ipywidgets 8
+    assert uploaded_bytes({"x.png": {"content": data}}) == data            # ipywidgets 7
+    assert uploaded_bytes(()) is None
