@@ -47,3 +47,11 @@ def test_pick_device_and_describe():
             raise AssertionError("asking for a missing GPU must fail clearly")
     line = env.describe("alexnet", "cpu")
     assert "alexnet" in line and "cpu" in line and "mode" in line
+
+
+def test_a_hanging_name_lookup_gives_up_in_seconds(monkeypatch):
+    monkeypatch.setenv("VCNN_OFFLINE", "0")
+    monkeypatch.setattr(env.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.perf_counter()
+    assert env.can_reach("example.org", timeout=0.5) is False
+    assert time.perf_counter() - start < 3

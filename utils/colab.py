@@ -63,7 +63,7 @@ def notebook_title(cells):
         if cell["cell_type"] == "markdown":
             match = re.search(r"^#\s+(.+)$", "".join(cell["source"]), re.M)
             if match:
-                return match.group(1).strip()
+                return re.sub(r"^\d+\s*·\s*", "", match.group(1).strip())  # the number has its own column
     return "(untitled)"
 
 

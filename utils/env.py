@@ -11,6 +11,7 @@ import os
 import random
 import socket
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -51,11 +52,21 @@ def can_reach(host, port=443, timeout=3.0):
     """
     if offline():
         return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+
+    result = []
+
+    def connect():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            pass
+
+    # The name lookup has no timeout of its own: run it in a daemon thread, stop waiting.
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 1)
+    return bool(result)
 
 
 def pick_device(prefer=None):
