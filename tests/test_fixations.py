@@ -1,0 +1,235 @@
+"""CNN-Fixations: every rule against values worked out by hand, the whole walk on tiny
+networks built by hand, no gradients, determinism, and the bundled model on the cat."""
+import json
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from utils import fixations as F
+from utils.hooks import count_hooks
+from utils.images import DATA_DIR, load_image
+from utils.models import REGISTRY, load_model
+
+
+# ------------------------------------------------------------------ single rules by hand
+
+def test_fc_to_fc_keeps_every_positive_contributor():
+    a = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    W = torch.tensor([[2.0, 1.0, -1.0, 4.0],      # contributions 2, -2, -3, 2  -> {0, 3}
+                      [0.0, -1.0, 1.0, 0.0]])     # contributions 0,  2,  3, 0  -> {1, 2}
+    assert F.fc_rule({(0,)}, a, W, spatial_input=False) == {(0,), (3,)}
+    assert F.fc_rule({(0,), (1,)}, a, W, spatial_input=False) == {(0,), (1,), (2,), (3,)}
+
+
+def test_fc_to_conv_keeps_the_single_best_contributor():
+    a = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    W = torch.tensor([[2.0, 1.0, -1.0, 4.0]])      # contributions 2, -2, -3, 2.0: first max
+    assert F.fc_rule({(0,)}, a, W, spatial_input=True) == {(0,)}
+    W = torch.tensor([[2.0, 1.0, 1.0, 4.0]])       # 2, -2, 3, 2 -> index 2
+    assert F.fc_rule({(0,)}, a, W, spatial_input=True) == {(2,)}
+
+
+def test_conv_picks_the_best_channel_and_position():
+    a = torch.zeros(2, 3, 3)
+    a[0] = 1.0                                      # channel 0: sum 9 under a ones filter
+    a[1, 2, 0] = 20.0                               # channel 1: one strong pixel, bottom-left
+    W = torch.ones(1, 2, 3, 3)
+    # output (0, 1, 1) with pad 1 sees the whole 3×3 input: channel 1 (20) beats 0 (9);
+    # inside channel 1 the largest contribution is at row 2, col 0.
+    assert F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1) == {(1, 2, 0)}
+    W[0, 1] = -1.0                                  # channel 1 now contributes -20
+    out = F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1)
+    assert {p[0] for p in out} == {0}
+
+
+def test_grouped_and_strided_conv_windows():
+    a = torch.arange(4 * 4 * 4, dtype=torch.float32).view(4, 4, 4)
+    W = torch.ones(4, 1, 2, 2)                      # depthwise 2×2, stride 2, no padding
+    # output (3, 1, 0) of a depthwise conv reads only input channel 3, rows 2-3, cols 0-1;
+    # a grows with the index, so the largest contribution is at (3, 1).
+    assert F.conv_rule({(3, 1, 0)}, a, W, stride=(2, 2), pad=(0, 0), groups=4) == {(3, 3, 1)}
+
+
+def test_pooling_follows_the_switch():
+    a = torch.tensor([[[1.0, 5.0, 2.0, 0.0],
+                       [3.0, 4.0, 9.0, 1.0],
+                       [0.0, 0.0, 1.0, 1.0],
+                       [7.0, 0.0, 1.0, 8.0]]])
+    switch = lambda p: F.pool_rule({p}, a, None, kernel=(2, 2), stride=(2, 2))
+    assert switch((0, 0, 0)) == {(0, 0, 1)}
+    assert switch((0, 0, 1)) == {(0, 1, 2)}
+    assert switch((0, 1, 0)) == {(0, 3, 0)}
+    assert switch((0, 1, 1)) == {(0, 3, 3)}
+    assert F.pool_rule({(0, 0, 0)}, a, (1, 1)) == {(0, 1, 2)}             # global pool
+
+
+def test_residual_follows_the_larger_input_and_concat_shifts_channels():
+    skip = torch.tensor([[[2.0, 0.0]]])
+    branch = torch.tensor([[[1.0, 3.0]]])
+    assert F.add_rule({(0, 0, 0), (0, 0, 1)}, skip, branch) == ({(0, 0, 0)}, {(0, 0, 1)})
+    assert F.add_rule({(0, 0, 0)}, skip, skip) == ({(0, 0, 0)}, set())     # tie -> skip
+    routed = F.cat_rule({(0, 1, 1), (4, 0, 0), (7, 2, 2)}, sizes=[3, 2, 5])
+    assert dict(routed) == {0: {(0, 1, 1)}, 1: {(1, 0, 0)}, 2: {(2, 2, 2)}}
+
+
+# ------------------------------------------------------------------ whole walks by hand
+
+class PoolNet(nn.Module):
+    """conv(identity) -> BN -> ReLU -> maxpool 2 -> flatten -> fc (picks one quadrant)."""
+
+    def __init__(self, bn_scale=1.0):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, 1, 1] = 1.0
+            self.bn.weight.fill_(bn_scale)
+            self.fc.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]]))
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.relu(self.bn(self.conv(x)))), 1))
+
+
+def test_the_walk_lands_on_the_strongest_pixel_of_the_chosen_quadrant():
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 2, 3] = 5.0                             # bottom-right quadrant's max
+    x[0, 0, 3, 2] = 4.0
+    x[0, 0, 0, 1] = 9.0                             # top-left quadrant's max
+    net = PoolNet()
+    # class 0: fc reads the bottom-right pooled cell only -> switch at (2, 3) -> identity conv.
+    assert F.backtrack(net, x, 0) == [(2, 3)]
+    assert F.backtrack(net, x, 1) == [(0, 1)]
+
+
+class ResidualNet(nn.Module):
+    """out = relu(branch(x) + x) -> global average pool -> fc over the 2 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.branch = nn.Conv2d(2, 2, 1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            self.branch.weight.copy_(torch.tensor([[[[0.0]], [[1.0]]], [[[0.0]], [[0.0]]]]))
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.branch(x) + x)), 1))
+
+
+def test_residual_routing_through_a_whole_network():
+    x = torch.zeros(1, 2, 2, 2)
+    x[0, 0, 0, 0] = 3.0       # channel 0: strongest at (0, 0), via the skip (branch out is 0)
+    x[0, 1, 1, 1] = 2.0       # channel 1 feeds the branch of channel 0 at (1, 1): 2 > skip 0
+    # fc: both channels contribute positively (FC -> FC through a global pool).
+    # channel 0 -> global switch (0, 0): value 3 = skip 3 + branch 0 -> skip -> pixel (0, 0).
+    # channel 1 -> its map is x[1] = 2 at (1, 1), branch 0 there -> skip -> pixel (1, 1).
+    assert F.backtrack(ResidualNet(), x, 0) == [(0, 0), (1, 1)]
+    x[0, 0, 0, 0] = 0.0
+    x[0, 0, 1, 0] = 1.0
+    # channel 0: map = branch (x[1]) + x[0]: (1,1) = 2 + 0 -> the switch, branch wins (2 > 0)
+    # -> 1×1 conv routes to input channel 1 at (1, 1); channel 1's map is x[1] too.
+    assert F.backtrack(ResidualNet(), x, 0) == [(1, 1)]
+
+
+def test_batchnorm_is_folded_into_the_conv():
+    a = torch.zeros(1, 2, 3, 3)
+    a[0, 0] = 1.0
+    a[0, 1] = 2.0
+
+    class Net(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(1, 1, bias=False)
+            with torch.no_grad():
+                self.conv.weight.copy_(torch.tensor([[[[1.0]], [[-1.0]]]]))
+                self.bn.weight.fill_(scale)
+                self.fc.weight.fill_(-scale)         # so that the pooled value contributes > 0
+            self.eval()
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.bn(self.conv(x))), 1))
+
+    gm_pos, values_pos = F.record_forward(Net(1.0), a)
+    gm_neg, values_neg = F.record_forward(Net(-1.0), a)
+    # contributions per input channel: +1·1 = 1 vs 2·(-1) = -2 -> channel 0;
+    # with BN scale -1 the signs flip: -1 vs +2 -> channel 1.
+    conv_pos = next(n for n in gm_pos.graph.nodes if n.target == "conv")
+    conv_neg = next(n for n in gm_neg.graph.nodes if n.target == "conv")
+    assert F._folded_weight(gm_pos, conv_pos)[0, :, 0, 0].tolist() == pytest.approx([1, -1], abs=1e-3)
+    assert F._folded_weight(gm_neg, conv_neg)[0, :, 0, 0].tolist() == pytest.approx([-1, 1], abs=1e-3)
+    layers_pos = F.backtrack(Net(1.0), a, 0, return_layers=True)[1]
+    layers_neg = F.backtrack(Net(-1.0), a, 0, return_layers=True)[1]
+    assert {p[0] for p in layers_pos["conv"][0]} == {0}
+    assert {p[0] for p in layers_neg["conv"][0]} == {1}
+
+
+# ------------------------------------------------------------------ properties
+
+@pytest.fixture(scope="module")
+def lite():
+    return load_model("efficientnet_lite0", device="cpu", verbose=False)
+
+
+def test_no_gradients_deterministic_and_model_untouched(lite):
+    x = lite.spec.preprocess("cat")
+    before = {k: v.clone() for k, v in lite.state_dict().items()}
+    lite.train()
+    with torch.no_grad():
+        first = F.backtrack(lite, x, 285)
+    second = F.backtrack(lite, x, 285)
+    assert first == second and len(first) > 10
+    assert lite.training                                  # mode restored
+    lite.eval()
+    assert all(p.grad is None and p.requires_grad for p in lite.parameters())
+    assert all(torch.equal(before[k], v) for k, v in lite.state_dict().items())
+    assert count_hooks(lite) == 0
+
+
+def test_fixations_fall_on_the_cat(lite):
+    box = json.loads((DATA_DIR / "annotations.json").read_text())["cat"]["cat"]
+    image = load_image("cat")
+    points, label = F.cnn_fixations(lite, image)
+    assert label == 285                                  # Egyptian cat
+    kept = F.remove_outliers(points, image.size[::-1])
+    inside = [box[0] <= x <= box[2] and box[1] <= y <= box[3] for y, x in kept]
+    assert len(kept) >= 10 and sum(inside) / len(inside) >= 0.7
+
+
+def test_another_class_gives_other_fixations(lite):
+    x = lite.spec.preprocess("cat")
+    assert F.backtrack(lite, x, 285) != F.backtrack(lite, x, 504)   # coffee mug
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet50", "googlenet"])
+def test_runs_on_torchvision_architectures(name):
+    extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    torch.manual_seed(0)
+    net = torchvision.models.get_model(name, weights=None, **extra).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        target = int(net(x).argmax())
+    points = F.backtrack(net, x, target)
+    assert points and all(0 <= y < 224 and 0 <= x_ < 224 for y, x_ in points)
+
+
+def test_outliers_map_and_errors(lite):
+    cluster = [(100 + i % 5, 100 + i // 5) for i in range(40)]
+    assert F.remove_outliers(cluster + [(0, 223)], (224, 224)) == cluster
+    heat = F.fixation_map([(50, 60)], (224, 224))
+    assert heat.max() == 1.0 and tuple(int(v) for v in divmod(heat.argmax(), 224)) == (50, 60)
+    with pytest.raises(IndexError, match="out of range"):
+        F.backtrack(lite, lite.spec.preprocess("cat"), 1000)
+    with pytest.raises(ValueError, match="one image"):
+        F.backtrack(lite, torch.zeros(2, 3, 224, 224), 0)
