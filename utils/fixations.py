@@ -106,20 +106,30 @@ def conv_rule(points, a, weight, stride, pad, groups):
     """
     C, H, W = a.shape
     kh, kw = weight.shape[2:]
-    padded = torch.nn.functional.pad(a, (pad[1], pad[1] + kw, pad[0], pad[0] + kh))
     in_per_group = C // groups
     out_per_group = weight.shape[0] // groups
     kept = set()
     for k, y, x in points:
         top, left = stride[0] * y - pad[0], stride[1] * x - pad[1]
         first = (k // out_per_group) * in_per_group
-        window = padded[first:first + in_per_group, top + pad[0]:top + pad[0] + kh,
-                        left + pad[1]:left + pad[1] + kw]
+        window = _window(a[first:first + in_per_group], top, left, kh, kw)
         contribution = window * weight[k]                      # C/groups × kh × kw
         best = int(contribution.sum(dim=(1, 2)).argmax())
         dy, dx = np.unravel_index(int(contribution[best].argmax()), (kh, kw))
         kept.add((first + best, min(max(top + int(dy), 0), H - 1), min(max(left + int(dx), 0), W - 1)))
     return kept
+
+
+def _window(a, top, left, kh, kw):
+    """a[:, top:top+kh, left:left+kw] with zeros where the window leaves the map (padding)."""
+    C, H, W = a.shape
+    if top >= 0 and left >= 0 and top + kh <= H and left + kw <= W:
+        return a[:, top:top + kh, left:left + kw]
+    window = a.new_zeros(C, kh, kw)
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + kh, H), min(left + kw, W)
+    if y1 > y0 and x1 > x0:
+        window[:, y0 - top:y1 - top, x0 - left:x1 - left] = a[:, y0:y1, x0:x1]
+    return window
 
 
 def pool_rule(points, a, out_size, kernel=None, stride=None, pad=(0, 0)):
@@ -177,7 +187,14 @@ def _conv_padding(module):
 
 
 def _folded_weight(gm, node):
-    """Conv weight with the following BatchNorm's per-channel scale folded in."""
+    """Conv weight with the following BatchNorm's per-channel scale folded in (cached)."""
+    cache = gm.__dict__.setdefault("_folded_weights", {})
+    if node.target not in cache:
+        cache[node.target] = _fold(gm, node)
+    return cache[node.target]
+
+
+def _fold(gm, node):
     conv = gm.get_submodule(node.target)
     weight = conv.weight.detach()
     users = list(node.users)
@@ -380,3 +397,69 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
 def _logits(recorded):
     gm, values = recorded
     return values[next(n for n in gm.graph.nodes if n.op == "output").args[0]][0]
+
+
+# ------------------------------------------------------------------- figures and exercise
+
+def layer_points_in_pixels(points, shape, input_size):
+    """Points (c, y, x) on an h×w map as approximate input pixels (cell centres)."""
+    h, w = shape[-2:]
+    return [((y + 0.5) * input_size[0] / h, (x + 0.5) * input_size[1] / w) for _, y, x in points]
+
+
+def plot_layer_walk(image, layers, input_size, n_panels=8):
+    """The fixations as they move down the network: one panel per layer (deep -> shallow).
+
+    Points at a layer are drawn at the centre of their cell on the input; each panel says
+    how many distinct points there are and on what grid.
+    """
+    import matplotlib.pyplot as plt
+    spatial = [(name, pts, shape) for name, (pts, shape) in layers.items() if len(shape) == 3]
+    picks = np.unique(np.linspace(0, len(spatial) - 1, n_panels).round().astype(int))
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.3 * len(picks), 2.9), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        name, points, shape = spatial[i]
+        ys, xs = zip(*layer_points_in_pixels(points, shape, input_size))
+        ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
+        ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
+        ax.set_title(f"{name}\n{len(points)} pts on {shape[1]}×{shape[2]}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fixations(image, points, kept, heat, box=None, title=""):
+    """Two panels: the fixations (outliers in gray), and the blurred map with its box."""
+    import matplotlib.pyplot as plt
+    from .localize import draw_box
+    from .plotting import show_heatmap
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9))
+    axes[0].imshow(image)
+    outliers = sorted(set(points) - set(kept))
+    if outliers:
+        axes[0].scatter([x for _, x in outliers], [y for y, _ in outliers], s=12, c="lightgray",
+                        edgecolors="black", linewidths=0.3, label="outliers")
+    axes[0].scatter([x for _, x in kept], [y for y, _ in kept], s=14, c="#00e5ff",
+                    edgecolors="black", linewidths=0.4, label="fixations")
+    axes[0].set_title(f"{len(kept)} fixations ({len(outliers)} outliers)")
+    axes[0].axis("off")
+    show_heatmap(image, heat, ax=axes[1], title="blurred (σ = 20 px at 224)")
+    draw_box(axes[1], box)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def check_positive_contributors(model, x, target, answer):
+    """Exercise: how many inputs of the classifier contribute positively to ``target``?"""
+    layer = model.spec.layer("classifier")
+    gm, values = record_forward(model, x)
+    fc = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer)
+    a = values[fc.all_input_nodes[0]][0]
+    right = int(((a * model.get_submodule(layer).weight[target]) > 0).sum())
+    if int(answer) == right:
+        return print(f"Right: {right} inputs of {layer} push class {target} up; the first "
+                     "rule keeps all of them.")
+    print(f"Not yet: {answer}. Hint: multiply the classifier's input vector a by the class's "
+          "weight row W[target] element by element and count the positive products.")
