@@ -1,0 +1,150 @@
+"""Is an explanation any good? Three tests that do not need a human.
+
+* Deletion and insertion (Petsiuk, Das & Saenko, "RISE", BMVC 2018): remove the pixels a map
+  ranks highest, a fixed number per step, and watch the class probability fall (deletion,
+  lower area is better); or start from a blurred image and put them back (insertion, higher
+  area is better). Deleted pixels take the mean colour (0 in normalised input); insertion
+  starts from a Gaussian blur (kernel 11, σ = 5). AUC = (Σ p − p₀/2 − p_n/2) / n.
+* Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", ECCV
+  2016): a hit when the map's maximum lies inside the object's box, with 15 px tolerance.
+* Sanity checks (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): randomise
+  the weights from the logits down, layer by layer (cascading); a map that does not change
+  (high Spearman rank correlation with the original) does not explain *this* model.
+"""
+import copy
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torchvision.transforms.functional import gaussian_blur
+
+from .hooks import model_guard
+
+
+# ------------------------------------------------------------------- deletion / insertion
+
+def pixel_order(saliency):
+    """Pixel indices (flattened H×W) from most to least salient; ties keep raster order."""
+    values = torch.as_tensor(np.asarray(saliency, dtype=np.float32)).flatten()
+    return torch.argsort(-values, stable=True)
+
+
+def blurred(x, kernel=11, sigma=5.0):
+    """The insertion start: the image under a Gaussian blur (RISE: kernel 11, σ = 5)."""
+    return gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+
+
+def auc(curve):
+    """Area under a curve sampled at equal steps on [0, 1] (trapezoid rule)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    return float((curve.sum() - curve[0] / 2 - curve[-1] / 2) / (len(curve) - 1))
+
+
+@torch.no_grad()
+def deletion_insertion(model, x, saliency, target, mode="deletion", pixels_per_step=224,
+                       batch_size=32, progress=None):
+    """Probability of ``target`` as pixels are deleted (or inserted) in saliency order.
+
+    ``x``: one normalised image 1×3×H×W; ``saliency``: H×W map (higher = more important).
+    Returns (curve, auc); curve[0] is the untouched (deletion) or blurred (insertion) image.
+    The step images are built and classified in batches.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError("mode is 'deletion' or 'insertion'")
+    _, _, h, w = x.shape
+    if tuple(np.shape(saliency)) != (h, w):
+        raise ValueError(f"the map must be {h}×{w} like the image, not {np.shape(saliency)}")
+    order = pixel_order(saliency).to(x.device)
+    n_steps = int(np.ceil(h * w / pixels_per_step))
+    start, finish = (x, torch.zeros_like(x)) if mode == "deletion" else (blurred(x), x)
+    curve = []
+    steps = range(0, n_steps + 1, batch_size)
+    with model_guard(model):
+        for first in (progress(steps) if progress else steps):
+            batch = []
+            for step in range(first, min(first + batch_size, n_steps + 1)):
+                mask = torch.zeros(h * w, device=x.device)
+                mask[order[:step * pixels_per_step]] = 1.0     # the pixels changed so far
+                mask = mask.view(1, 1, h, w)
+                batch.append(start * (1 - mask) + finish * mask)
+            probs = model(torch.cat(batch)).softmax(dim=1)[:, target]
+            curve.extend(probs.tolist())
+    return curve, auc(curve)
+
+
+# ------------------------------------------------------------------- pointing game
+
+def peak(saliency):
+    """(y, x) of the map's maximum (the first one in raster order if tied)."""
+    values = np.asarray(saliency)
+    return tuple(int(v) for v in np.unravel_index(int(np.argmax(values)), values.shape))
+
+
+def pointing_hit(saliency, boxes, tolerance=15):
+    """True if the map's maximum is within ``tolerance`` px of one of the boxes.
+
+    Boxes are (x0, y0, x1, y1) in the map's pixel coordinates.
+    """
+    y, x = peak(saliency)
+    for x0, y0, x1, y1 in boxes:
+        dx = max(x0 - x, 0, x - x1)
+        dy = max(y0 - y, 0, y - y1)
+        if np.hypot(dx, dy) <= tolerance:
+            return True
+    return False
+
+
+def compose_scene(obj, background, box, size=224):
+    """Paste an object crop onto a background at a known place: (image, box).
+
+    ``box`` = (x0, y0, x1, y1) in the size×size scene; the crop is resized to fill it.
+    """
+    scene = background.convert("RGB").resize((size, size))
+    x0, y0, x1, y1 = box
+    scene.paste(obj.convert("RGB").resize((x1 - x0, y1 - y0)), (x0, y0))
+    return scene, tuple(box)
+
+
+# ------------------------------------------------------------------- sanity checks
+
+def parameterised_layers(model):
+    """Names of the layers with weights, from the logits down to the input."""
+    names = [name for name, m in model.named_modules()
+             if name and any(True for _ in m.parameters(recurse=False))]
+    return names[::-1]
+
+
+def cascading_randomisation(model, layers=None, seed=0):
+    """Yield (layer name, model copy) with every layer from the top down to it re-initialised.
+
+    The user's model is never modified: each step works on a deep copy that accumulates the
+    randomisation, as in Adebayo et al.'s cascading test.
+    """
+    layers = layers if layers is not None else parameterised_layers(model)
+    randomised = copy.deepcopy(model)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for name in layers:
+            module = randomised.get_submodule(name)
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            else:
+                for p in module.parameters(recurse=False):
+                    torch.nn.init.normal_(p, std=0.02)
+            if hasattr(module, "running_mean"):
+                module.reset_running_stats()
+            yield name, randomised
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def rank_correlation(a, b, absolute=True):
+    """Spearman rank correlation of two maps (of |values| by default, as Adebayo et al.)."""
+    a = np.abs(np.asarray(a, dtype=np.float64)) if absolute else np.asarray(a, dtype=np.float64)
+    b = np.abs(np.asarray(b, dtype=np.float64)) if absolute else np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    if a.min() == a.max() or b.min() == b.max():
+        return 0.0                                  # a constant map has no ranking
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)
