@@ -402,37 +402,38 @@ def selective_channels(bank, layer, n=4, k=16):
 
 # --------------------------------------------------------------------------- figures
 
-def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=8, size=1.4,
+def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=8, size=1.1,
                      title=None):
     """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score."""
     import matplotlib.pyplot as plt
     hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
     ncols = min(ncols, max(len(hits), 1))
     nrows = max(1, -(-len(hits) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.5),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.4),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, hit in zip(axes.flat, hits):
-        ax.imshow(bank.regions.crop(hit.region, hit.box).resize((96, 96), Image.BILINEAR))
+        ax.imshow(bank.regions.crop(hit.region, hit.box).resize((80, 80), Image.BILINEAR))
         ax.set_title(f"{hit.score:.2f}", fontsize=9)
     unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
     field = bank.fields[layer]
-    fig.suptitle(title or f"{layer} · {unit} · RF {field.size} px of {bank.size}", fontsize=12)
-    fig.tight_layout()
+    rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
+    fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}", fontsize=12)
+    fig.tight_layout(h_pad=0.6)
     return fig
 
 
-def show_neighbours(bank, query, k=7, size=1.5):
+def show_neighbours(bank, query, k=7, size=1.25):
     """Query region, then its nearest regions in feature space (top row) and pixel space."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, k + 1, figsize=(size * (k + 1), size * 2 + 0.4), squeeze=False)
     for row, space in enumerate(("feature", "pixel")):
         found = bank.neighbours(query, k, space)
-        axes[row, 0].imshow(bank.regions.warp(query, 96))
+        axes[row, 0].imshow(bank.regions.warp(query, 80))
         axes[row, 0].set_title("query", fontsize=10)
         for ax, (r, dist) in zip(axes[row, 1:], found):
-            ax.imshow(bank.regions.warp(r, 96))
+            ax.imshow(bank.regions.warp(r, 80))
             ax.set_title(f"{bank.regions.photos[bank.regions.image_of[r]][0]}", fontsize=8)
         axes[row, 0].set_ylabel(f"{space}\nspace", fontsize=11)
     for ax in axes.flat:
@@ -455,7 +456,7 @@ def embed(codes, method="tsne", seed=0, perplexity=30):
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
 
 
-def show_embedding(bank, regions_shown, positions, zoom=1.0, size=9):
+def show_embedding(bank, regions_shown, positions, zoom=1.0, size=7):
     """Thumbnails of ``regions_shown`` drawn at their 2-D ``positions``."""
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage

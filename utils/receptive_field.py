@@ -28,6 +28,7 @@ smaller and centred (Luo et al. 2016), see ``gradient_footprint``.
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -249,3 +250,37 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
     return image.grad[0].abs().sum(0).cpu()
 
 
+
+
+def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd600", "#ff4081")):
+    """``image`` (shown at the network's input size) with the receptive field of each unit
+    (y, x) in ``units`` as a box, its centre as a dot, and the grid of all unit centres."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4.6))
+    size = field.input_size
+    ax.imshow(image.resize((size, size)) if hasattr(image, "resize") else image,
+              extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    h, w = field.shape
+    cy = field.rows.start + field.rows.jump * np.arange(h)
+    cx = field.cols.start + field.cols.jump * np.arange(w)
+    if h * w <= 900:
+        gx, gy = np.meshgrid(cx, cy)
+        ax.plot(gx.ravel(), gy.ravel(), ".", color="white", ms=2, alpha=0.7)
+    for (y, x), color in zip(units, colors):
+        x0, y0, x1, y1 = field.box(y, x, clip=False)
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2.5,
+                               ec=color, ls="-"))
+        ax.plot(cx[x], cy[y], "o", color=color, ms=6)
+    pad = max(0, (field.size if field.size != math.inf else size) / 2)
+    ax.set_xlim(-0.5 - min(pad, size * 0.6), size - 0.5 + min(pad, size * 0.6))
+    ax.set_ylim(size - 0.5 + min(pad, size * 0.6), -0.5 - min(pad, size * 0.6))
+    ax.axhline(-0.5, color="gray", lw=0.5)
+    if field.size > size * 2.2:
+        ax.text(size / 2, size * 1.35, f"each box is {_fmt(field.size)} px:\nlarger than the whole input",
+                ha="center", va="center", fontsize=11)
+    ax.set_title(f"{field.layer}: RF {_fmt(field.size)} px, jump {_fmt(field.jump)}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
