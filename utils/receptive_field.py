@@ -276,7 +276,6 @@ def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd6
     pad = max(0, (field.size if field.size != math.inf else size) / 2)
     ax.set_xlim(-0.5 - min(pad, size * 0.6), size - 0.5 + min(pad, size * 0.6))
     ax.set_ylim(size - 0.5 + min(pad, size * 0.6), -0.5 - min(pad, size * 0.6))
-    ax.axhline(-0.5, color="gray", lw=0.5)
     if field.size > size * 2.2:
         ax.text(size / 2, size * 1.35, f"each box is {_fmt(field.size)} px:\nlarger than the whole input",
                 ha="center", va="center", fontsize=11)
