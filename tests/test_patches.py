@@ -1,0 +1,199 @@
+"""Maximally activating patches: NMS, top regions, caching, the download path."""
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+import utils.patches as P
+from utils.models import ModelSpec
+
+
+def test_nms_by_hand():
+    boxes = [(0, 0, 10, 10), (1, 1, 11, 11), (20, 20, 30, 30), (0, 0, 10, 10), (0, 0, 10, 4)]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5]
+    groups = [0, 0, 0, 1, 0]
+    # B overlaps A with IoU 81/119 = 0.68 > 0.3: dropped. C is far away: kept. D is the same
+    # box as A but in another photo: kept. E is inside A, IoU 40/100 = 0.4: dropped at 0.3,
+    # kept at 0.5.
+    assert P.nms(boxes, scores, 0.3, groups) == [0, 2, 3]
+    assert P.nms(boxes, scores, 0.5, groups) == [0, 2, 3, 4]
+    assert P.nms(boxes, scores, 0.3, groups, k=2) == [0, 2]
+    assert P.box_iou(np.array(boxes[0]), boxes[1:2])[0] == pytest.approx(81 / 119)
+
+
+def test_nms_matches_torchvision():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 80, (60, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (60, 2))], 1)
+    scores = rng.uniform(size=60)
+    ours = P.nms(boxes, scores, 0.4)
+    theirs = torchvision.ops.nms(torch.tensor(boxes), torch.tensor(scores), 0.4).tolist()
+    assert ours == theirs
+
+
+class SpotNet(nn.Module):
+    """Channel 0: brightness (a 3×3 box filter); channel 1: darkness. Two stride-2 stages."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0] = 1 / 27
+            self.conv.weight[1] = -1 / 27
+            self.conv.bias.zero_()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        return self.gap(self.conv2(x)).flatten(1)
+
+
+def spot_model():
+    torch.manual_seed(0)
+    model = SpotNet().eval()
+    model.spec = ModelSpec("spotnet", "test", {"penultimate": "gap"}, mean=(0, 0, 0),
+                           std=(1, 1, 1), size=32)
+    return model
+
+
+def spot_photos():
+    photos = []
+    for i, (x, y) in enumerate([(10, 50), (60, 20)]):
+        image = np.full((80, 100, 3), 40, np.uint8)
+        image[y:y + 8, x:x + 8] = 255            # a white square at a known place
+        photos.append((f"spot{i}", Image.fromarray(image)))
+    return photos
+
+
+@pytest.fixture(scope="module")
+def bank_and_model():
+    model = spot_model()
+    regions = P.propose_regions(spot_photos(), per_photo=40, seed=0)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
+    bank = P.build_feature_bank(model, regions, ["pool", "conv2"], unit_layers=["conv2"],
+                                batch_size=16, progress=False)
+    return model, bank, calls, handle
+
+
+def test_top_region_is_the_argmax_over_regions(bank_and_model):
+    model, bank, _, _ = bank_and_model
+    regions = bank.regions
+    # activations computed region by region, independently of the bank
+    with torch.no_grad():
+        per_region = []
+        for r in range(len(regions)):
+            x = model.spec.normalize(torch.from_numpy(
+                np.asarray(regions.warp(r, 32), np.float32) / 255).permute(2, 0, 1)[None])
+            per_region.append(model.conv2(model.pool(torch.relu(model.conv(x))))[0])
+        maps = torch.stack(per_region)                      # R×3×8×8
+    for c, y, x in [(0, 3, 4), (2, 1, 6)]:
+        hits = bank.top_regions("conv2", c, y, x, k=5)
+        assert hits[0].region == int(maps[:, c, y, x].argmax())
+        assert hits[0].score == pytest.approx(float(maps[:, c, y, x].max()), abs=1e-2)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    hits = bank.top_regions("conv2", 1)
+    assert hits[0].score == pytest.approx(float(maps[:, 1].amax(dim=(1, 2)).max()), abs=1e-5)
+
+
+def test_brightness_channel_finds_the_white_square(bank_and_model):
+    _, bank, _, _ = bank_and_model
+    squares = {0: (10, 50), 1: (60, 20)}
+    hits = bank.top_regions("pool", 0, k=4, iou=0.3)
+    assert {bank.regions.image_of[h.region] for h in hits} == {0, 1}
+    for hit in hits:
+        x, y = squares[bank.regions.image_of[hit.region]]
+        square = np.array([x, y, x + 8, y + 8], float)
+        box = np.array(hit.box)
+        inter = P.box_iou(square, box[None])[0]
+        # the patch (the unit's receptive field in the photo) lies mostly on the square
+        overlap = np.prod(np.clip(np.minimum(box[2:], square[2:]) - np.maximum(box[:2], square[:2]), 0, None))
+        assert inter > 0 and overlap >= 0.5 * np.prod(box[2:] - box[:2])
+
+
+def test_features_are_computed_once(bank_and_model):
+    model, bank, calls, handle = bank_and_model
+    assert calls[0] == 1                             # one blank image traces the receptive fields
+    assert sum(calls[1:]) == len(bank.regions)       # then every region goes through once,
+    assert len(calls) - 1 == bank.forward_passes == -(-len(bank.regions) // 16)   # in batches
+    before = len(calls)
+    bank.top_regions("pool", 0)
+    bank.top_regions("conv2", 2, 1, 1)
+    bank.neighbours(3, 4, "feature")
+    again = P.build_feature_bank(model, bank.regions, ["pool", "conv2"], unit_layers=["conv2"],
+                                 batch_size=16, progress=False)
+    assert again is bank and len(calls) == before     # cached: no forward pass
+    handle.remove()
+
+
+def test_neighbours_and_errors(bank_and_model):
+    _, bank, _, _ = bank_and_model
+    found = bank.neighbours(0, 5, "feature")
+    dist = np.linalg.norm(bank.codes - bank.codes[0], axis=1)
+    assert [d for _, d in found] == sorted(d for _, d in found)
+    assert found[0][1] == pytest.approx(min(dist[r] for r, _ in found))
+    assert all(r != 0 for r, _ in found)
+    with pytest.raises(KeyError, match="not recorded"):
+        bank.top_regions("conv", 0)
+    with pytest.raises(IndexError, match="out of range"):
+        bank.top_regions("pool", 5)
+    with pytest.raises(KeyError, match="full maps"):
+        bank.top_regions("pool", 0, 1, 1)
+
+
+def test_random_boxes_stay_inside():
+    boxes = P.random_boxes(120, 80, 50, np.random.default_rng(0))
+    assert tuple(boxes[0]) == (0, 0, 120, 80)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 120 + 1e-9).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 80 + 1e-9).all()
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    assert sides.min() >= 0.15 * 80 / 2.0 ** 0.5 - 1e-9
+
+
+def make_archive(path, n=5):
+    with tarfile.open(path, "w:gz") as archive:
+        for i in range(n):
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 48), (40 * i, 0, 0)).save(buffer, "JPEG")
+            info = tarfile.TarInfo(f"set/val/c{i % 2}/img{i}.JPEG")
+            info.size = buffer.tell()
+            buffer.seek(0)
+            archive.addfile(info, buffer)
+    return path
+
+
+def test_download_caches_and_checks(tmp_path, monkeypatch):
+    source = make_archive(tmp_path / "set.tgz")
+    url = source.as_uri()                                     # file://, no network
+    cache = tmp_path / "cache"
+    path = P.download(url, cache)
+    assert path.read_bytes() == source.read_bytes()
+    assert (cache / "set.tgz.sha256").read_text().strip() == hashlib.sha256(
+        source.read_bytes()).hexdigest()
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+    monkeypatch.setattr(P, "_urlopen", no_network)
+    assert P.download(url, cache) == path                      # second time: from the cache
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        P.download(url, cache, sha256="0" * 64)
+    assert not path.exists()                                   # a bad file is removed
+
+
+def test_image_set_reads_the_archive(tmp_path, monkeypatch):
+    source = make_archive(tmp_path / "set.tgz")
+    monkeypatch.setitem(P.IMAGE_SETS, "tiny", {"url": source.as_uri(), "sha256": None,
+                                               "folder": "set/val/"})
+    photos = P.image_set("tiny", n_images=3, cache_dir=tmp_path / "cache")
+    assert len(photos) == 3 and all(im.size == (64, 48) for _, im in photos)
+    regions = P.propose_regions(photos, per_photo=4)           # same path as bundled photos
+    assert len(regions) == 12

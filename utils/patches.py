@@ -1,0 +1,470 @@
+"""Maximally activating patches (R-CNN's pool5 figure) and neighbours in feature space.
+
+Girshick et al. (CVPR 2014, §3.x "Visualization, ablation") ask *what does one unit of the
+network respond to?* and answer with data instead of optimisation:
+
+1. cut many region proposals out of a collection of photos and *warp* each to the network's
+   input size (R-CNN: selective-search boxes, 227×227; here random multi-scale boxes);
+2. run every warped region through the network once and record every unit's activation;
+3. for a unit (channel c at position y, x), sort the regions by its activation
+   ``a_r = f(warp(region_r))[c, y, x]``, apply non-maximum suppression (NMS), and show the
+   top 16 with their scores.
+
+Here a unit can also be a whole *channel*: its score on a region is the channel's maximum
+over all positions, and the patch shown is the receptive field of the position of that
+maximum (as Zeiler & Fergus do for their top-9). NMS runs on the patches that are shown,
+in photo coordinates, so one strong spot seen by many overlapping proposals counts once.
+
+``FeatureBank`` does step 2 once, with a progress bar, and caches it; every query after that
+(a new unit, a new layer, nearest neighbours) is array indexing, with no forward pass.
+
+The collection is the bundled photos (offline), or a small public image set downloaded once
+with a checksum (``download``, ``image_set``). Both give a list of (name, PIL image) and
+follow the same code path from there.
+"""
+import hashlib
+import tarfile
+import urllib.request
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from .hooks import capture_activations, model_guard, resolve_layer
+from .images import load_image, sample_images
+from .receptive_field import receptive_fields
+
+CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
+
+# A small public image set for online use: Imagenette (fast.ai, a 10-class subset of
+# ImageNet, Apache-2.0), 160-px version. ``sha256=None`` means "trust on first use": the
+# first download records its hash next to the file and every later use checks against it.
+IMAGE_SETS = {
+    "imagenette-160": {
+        "url": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
+        "sha256": None,
+        "folder": "imagenette2-160/val/",
+    },
+}
+
+
+# --------------------------------------------------------------------------- collection
+
+def bundled_photos(names=None):
+    """The bundled photos as [(name, PIL image)] (all of data/images by default)."""
+    names = names or sample_images()
+    return [(name, load_image(name)) for name in names]
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _urlopen(url, timeout=60):
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def download(url, cache_dir=None, sha256=None):
+    """Download ``url`` once into ``cache_dir`` and check its SHA-256; return the file's path.
+
+    A cached file is reused without touching the network. With ``sha256=None`` the hash of
+    the first download is stored beside the file (``.sha256``) and checked on every later
+    use, so a corrupted or swapped file is noticed. Works with ``file://`` URLs too.
+    """
+    cache_dir = Path(cache_dir or CACHE_DIR)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / Path(url.split("?")[0]).name
+    recorded = path.with_name(path.name + ".sha256")
+    if not path.exists():
+        partial = path.with_name(path.name + ".part")
+        try:
+            with _urlopen(url) as response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        bar.update(len(block))
+        except Exception as err:
+            partial.unlink(missing_ok=True)
+            raise RuntimeError(f"Could not download {url} ({err}). Check the connection, or "
+                               "use the bundled photos (SOURCE = 'bundled').") from None
+        partial.rename(path)
+    actual = sha256_of(path)
+    expected = sha256 or (recorded.read_text().strip() if recorded.exists() else None)
+    if expected is not None and actual != expected:
+        path.unlink()
+        raise RuntimeError(f"{path.name} has SHA-256 {actual}, expected {expected}: the download "
+                           "is corrupt or the file changed. It was deleted; run again.")
+    if not recorded.exists():
+        recorded.write_text(actual + "\n")
+    return path
+
+
+def image_set(name="imagenette-160", n_images=40, seed=0, cache_dir=None):
+    """``n_images`` photos of a downloadable set (see ``IMAGE_SETS``) as [(name, PIL image)].
+
+    The archive is downloaded once (``download``); photos are picked at random with ``seed``
+    from its folder and read straight out of the archive.
+    """
+    if name not in IMAGE_SETS:
+        raise KeyError(f"Unknown image set {name!r}; choose one of {list(IMAGE_SETS)}.")
+    info = IMAGE_SETS[name]
+    path = download(info["url"], cache_dir, info["sha256"])
+    with tarfile.open(path) as archive:
+        members = sorted((m for m in archive.getmembers() if m.isfile()
+                          and m.name.startswith(info["folder"])
+                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
+                         key=lambda m: m.name)
+        if not members:
+            raise RuntimeError(f"{path.name} holds no images under {info['folder']}.")
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(members), size=min(n_images, len(members)), replace=False)
+        photos = []
+        for i in sorted(chosen):
+            data = archive.extractfile(members[i]).read()
+            photos.append((Path(members[i].name).stem, load_image(data)))
+    return photos
+
+
+# --------------------------------------------------------------------------- proposals
+
+@dataclass
+class Regions:
+    """Region proposals over a photo collection: ``boxes[r] = (x0, y0, x1, y1)`` in the
+    pixels of photo ``image_of[r]`` (end exclusive)."""
+    photos: list                 # [(name, PIL image)]
+    boxes: np.ndarray            # R×4 float
+    image_of: np.ndarray         # R ints
+    key: tuple = field(default=())
+
+    def __len__(self):
+        return len(self.boxes)
+
+    def warp(self, r, size):
+        """Region r cropped and warped (anisotropically, as R-CNN does) to size×size."""
+        image = self.photos[self.image_of[r]][1]
+        x0, y0, x1, y1 = self.boxes[r]
+        return image.resize((size, size), Image.BILINEAR, box=(x0, y0, x1, y1))
+
+    def crop(self, r, box=None):
+        """The photo's pixels inside ``box`` (default: region r itself), unwarped."""
+        image = self.photos[self.image_of[r]][1]
+        box = self.boxes[r] if box is None else box
+        return image.crop(tuple(int(round(v)) for v in box))
+
+
+def random_boxes(width, height, n, rng, min_frac=0.15, max_frac=0.9, max_aspect=2.0):
+    """``n`` random boxes inside a width×height photo, the whole photo first.
+
+    Side length uniform on a log scale between ``min_frac`` and ``max_frac`` of the shorter
+    side; aspect ratio log-uniform in [1/max_aspect, max_aspect]; position uniform.
+    """
+    boxes = [(0.0, 0.0, float(width), float(height))]
+    short = min(width, height)
+    while len(boxes) < n:
+        side = short * np.exp(rng.uniform(np.log(min_frac), np.log(max_frac)))
+        aspect = np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect)))
+        w, h = min(side * np.sqrt(aspect), width), min(side / np.sqrt(aspect), height)
+        x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        boxes.append((x0, y0, x0 + w, y0 + h))
+    return np.array(boxes[:n], dtype=np.float64)
+
+
+def propose_regions(photos, per_photo=50, seed=0, **box_options):
+    """``per_photo`` random multi-scale region proposals on each photo (``random_boxes``)."""
+    rng = np.random.default_rng(seed)
+    boxes, owner = [], []
+    for i, (_, image) in enumerate(photos):
+        boxes.append(random_boxes(image.width, image.height, per_photo, rng, **box_options))
+        owner += [i] * per_photo
+    key = (tuple(n for n, _ in photos), tuple(im.size for _, im in photos), per_photo, seed,
+           tuple(sorted(box_options.items())))
+    return Regions(photos, np.concatenate(boxes), np.array(owner), key)
+
+
+# --------------------------------------------------------------------------- NMS
+
+def box_iou(box, boxes):
+    """Intersection over union of one box with each row of ``boxes`` (x0, y0, x1, y1)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def nms(boxes, scores, iou=0.3, groups=None, k=None):
+    """Greedy non-maximum suppression: indices kept, best score first.
+
+    Walk the boxes from the highest score down; keep a box unless it overlaps an already
+    kept box of the same group (same photo) with IoU > ``iou``. Stop after ``k`` kept.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    groups = np.zeros(len(scores), int) if groups is None else np.asarray(groups)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        same = [j for j in keep if groups[j] == groups[i]]
+        if same and box_iou(boxes[i], boxes[same]).max() > iou:
+            continue
+        keep.append(int(i))
+        if k is not None and len(keep) == k:
+            break
+    return keep
+
+
+# --------------------------------------------------------------------------- features
+
+@dataclass
+class Hit:
+    """One of a unit's top regions: its index, the unit's score, the patch box in the photo."""
+    region: int
+    score: float
+    box: tuple
+
+
+class FeatureBank:
+    """Every region's activations at a few layers, computed once (see ``build_feature_bank``).
+
+    For each layer: ``peak[layer]`` (R×C, channel maximum over positions) and ``where[layer]``
+    (R×C, flat index of that maximum); for the layers in ``unit_layers`` also the full maps
+    ``maps[layer]`` (R×C×h×w, float16) so that single units (c, y, x) can be scored.
+    ``codes`` (R×D) are the penultimate-layer features, ``thumbs`` (R×t×t×3 uint8) small
+    copies of the warped regions (pixel space).
+    """
+
+    def __init__(self, regions, fields, size):
+        self.regions, self.fields, self.size = regions, fields, size
+        self.peak, self.where, self.maps = {}, {}, {}
+        self.codes = self.thumbs = None
+        self.forward_passes = 0
+
+    @property
+    def layers(self):
+        return list(self.fields)
+
+    def channels(self, layer):
+        return self.peak[self._check(layer)].shape[1]
+
+    def _check(self, layer):
+        if layer not in self.fields:
+            raise KeyError(f"Layer {layer!r} was not recorded; recorded layers: {self.layers}. "
+                           "Add it to `layers` when building the bank.")
+        return layer
+
+    def scores(self, layer, channel, y=None, x=None):
+        """Score of every region for a channel (y = x = None) or a unit (c, y, x)."""
+        layer = self._check(layer)
+        n = self.channels(layer)
+        if not 0 <= channel < n:
+            raise IndexError(f"Channel {channel} is out of range 0..{n - 1} for {layer}.")
+        if y is None and x is None:
+            return self.peak[layer][:, channel]
+        if layer not in self.maps:
+            raise KeyError(f"Single units need full maps; {layer} was recorded as channel maxima "
+                           f"only. Pass unit_layers=[{layer!r}] when building the bank.")
+        h, w = self.maps[layer].shape[-2:]
+        if not (0 <= y < h and 0 <= x < w):
+            raise IndexError(f"Unit position ({y}, {x}) is outside the {h}×{w} map of {layer}.")
+        return self.maps[layer][:, channel, y, x].astype(np.float32)
+
+    def patch_boxes(self, layer, channel, y=None, x=None):
+        """Box in photo pixels of the patch each region shows for this channel / unit:
+        the receptive field of the unit (or of the channel's argmax), inside the region."""
+        layer = self._check(layer)
+        field = self.fields[layer]
+        w_map = field.shape[1]
+        if y is None and x is None:
+            flat = self.where[layer][:, channel]
+            ys, xs = flat // w_map, flat % w_map
+        else:
+            ys = np.full(len(self.regions), y)
+            xs = np.full(len(self.regions), x)
+        x0, y0, x1, y1 = (np.array(v, dtype=np.float64) for v in zip(*[field.box(a, b) for a, b
+                                                                      in zip(ys, xs)]))
+        boxes = self.regions.boxes
+        sx = (boxes[:, 2] - boxes[:, 0]) / self.size
+        sy = (boxes[:, 3] - boxes[:, 1]) / self.size
+        return np.stack([boxes[:, 0] + x0 * sx, boxes[:, 1] + y0 * sy,
+                         boxes[:, 0] + x1 * sx, boxes[:, 1] + y1 * sy], axis=1)
+
+    def top_regions(self, layer, channel, y=None, x=None, k=16, iou=0.3):
+        """The ``k`` best regions for a channel or unit after NMS on their patch boxes."""
+        scores = self.scores(layer, channel, y, x)
+        boxes = self.patch_boxes(layer, channel, y, x)
+        keep = nms(boxes, scores, iou, groups=self.regions.image_of, k=k)
+        return [Hit(i, float(scores[i]), tuple(float(v) for v in boxes[i])) for i in keep]
+
+    def neighbours(self, query, k=8, space="feature", exclude_iou=0.3):
+        """The ``k`` regions nearest to region ``query`` by Euclidean distance, in feature
+        space (penultimate-layer codes, Krizhevsky et al. 2012 Fig. 4) or pixel space
+        (the warped region's pixels). Regions overlapping the query, or an earlier
+        neighbour, by IoU > ``exclude_iou`` in the same photo are skipped."""
+        data = self.codes if space == "feature" else self.thumbs.reshape(len(self.thumbs), -1)
+        data = np.asarray(data, dtype=np.float32)
+        dist = np.linalg.norm(data - data[query], axis=1)
+        order = nms(self.regions.boxes, -dist, exclude_iou, groups=self.regions.image_of)
+        return [(i, float(dist[i])) for i in order if i != query][:k]
+
+
+def _warped_batches(regions, size, batch_size, normalize, thumb):
+    for first in range(0, len(regions), batch_size):
+        crops = [regions.warp(r, size) for r in range(first, min(first + batch_size, len(regions)))]
+        rgb = torch.stack([TF.to_tensor(c) for c in crops])
+        small = np.stack([np.asarray(c.resize((thumb, thumb), Image.BILINEAR)) for c in crops])
+        yield normalize(rgb), small
+
+
+_BANKS = {}
+
+
+def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penultimate",
+                       size=None, batch_size=32, thumb=32, device=None, progress=True):
+    """Run every warped region through ``model`` once and keep what the queries need.
+
+    One batched forward pass per ``batch_size`` regions, with a progress bar; hooks record
+    ``layers`` (channel maxima and where they are), the full maps of ``unit_layers`` and
+    the ``penultimate`` features. The result is cached: the same model, regions and
+    settings return the same ``FeatureBank`` without any forward pass.
+    """
+    spec = model.spec
+    size = size or spec.size
+    layers, unit_layers = list(layers), list(unit_layers)
+    for name in layers + [penultimate]:
+        resolve_layer(model, name)
+    unknown = [u for u in unit_layers if u not in layers]
+    if unknown:
+        raise ValueError(f"unit_layers {unknown} must also be in layers {layers}.")
+    key = (id(model), spec.name, regions.key, tuple(layers), tuple(unit_layers), penultimate,
+           size, thumb)
+    if key in _BANKS and _BANKS[key][0]() is model:
+        return _BANKS[key][1]
+    device = device or next(model.parameters()).device
+    fields = dict(zip(layers, receptive_fields(model, layers, size)))
+    bank = FeatureBank(regions, fields, size)
+    peak, where, maps, codes, thumbs = ({l: [] for l in layers}, {l: [] for l in layers},
+                                        {l: [] for l in unit_layers}, [], [])
+    batches = _warped_batches(regions, size, batch_size, spec.normalize, thumb)
+    n_batches = -(-len(regions) // batch_size)
+    with model_guard(model), torch.no_grad(), \
+            capture_activations(model, layers + [penultimate]) as acts:
+        for x, small in tqdm(batches, total=n_batches, desc="regions → features",
+                             disable=not progress):
+            model(x.to(device))
+            bank.forward_passes += 1
+            for layer in layers:
+                flat = acts[layer].float().flatten(2)          # B×C×(h·w)
+                values, index = flat.max(dim=2)
+                peak[layer].append(values.cpu().numpy())
+                where[layer].append(index.cpu().numpy().astype(np.int32))
+                if layer in maps:
+                    maps[layer].append(acts[layer].cpu().half().numpy())
+            codes.append(acts[penultimate].flatten(1).float().cpu().numpy())
+            thumbs.append(small)
+    bank.peak = {l: np.concatenate(v) for l, v in peak.items()}
+    bank.where = {l: np.concatenate(v) for l, v in where.items()}
+    bank.maps = {l: np.concatenate(v) for l, v in maps.items()}
+    bank.codes, bank.thumbs = np.concatenate(codes), np.concatenate(thumbs)
+    _BANKS[key] = (weakref.ref(model), bank)
+    return bank
+
+
+def unclipped_layer(model, layer):
+    """The layer to rank regions by: ``layer`` itself, or, if it ends in a ReLU6 (which
+    clips at 6, so that many regions tie for first place), the module just before it."""
+    module = resolve_layer(model, layer)
+    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
+    children = list(module.named_children())
+    if children and isinstance(children[-1][1], torch.nn.ReLU6) and len(children) > 1:
+        return f"{path}.{children[-2][0]}"
+    return path
+
+
+def selective_channels(bank, layer, n=4, k=16):
+    """Channels whose top-``k`` regions stand out most from the rest (z-score of the mean
+    top-k score): a quick way to pick units worth showing."""
+    peak = bank.peak[bank._check(layer)]
+    top = np.sort(peak, axis=0)[-k:].mean(axis=0)
+    z = (top - peak.mean(axis=0)) / (peak.std(axis=0) + 1e-6)
+    return [int(c) for c in np.argsort(-z)[:n]]
+
+
+# --------------------------------------------------------------------------- figures
+
+def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=8, size=1.1,
+                     title=None):
+    """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score."""
+    import matplotlib.pyplot as plt
+    hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
+    ncols = min(ncols, max(len(hits), 1))
+    nrows = max(1, -(-len(hits) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.4),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, hit in zip(axes.flat, hits):
+        ax.imshow(bank.regions.crop(hit.region, hit.box).resize((80, 80), Image.BILINEAR))
+        ax.set_title(f"{hit.score:.2f}", fontsize=9)
+    unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
+    field = bank.fields[layer]
+    rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
+    fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}", fontsize=12)
+    fig.tight_layout(h_pad=0.6)
+    return fig
+
+
+def show_neighbours(bank, query, k=7, size=1.25):
+    """Query region, then its nearest regions in feature space (top row) and pixel space."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, k + 1, figsize=(size * (k + 1), size * 2 + 0.4), squeeze=False)
+    for row, space in enumerate(("feature", "pixel")):
+        found = bank.neighbours(query, k, space)
+        axes[row, 0].imshow(bank.regions.warp(query, 80))
+        axes[row, 0].set_title("query", fontsize=10)
+        for ax, (r, dist) in zip(axes[row, 1:], found):
+            ax.imshow(bank.regions.warp(r, 80))
+            ax.set_title(f"{bank.regions.photos[bank.regions.image_of[r]][0]}", fontsize=8)
+        axes[row, 0].set_ylabel(f"{space}\nspace", fontsize=11)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def embed(codes, method="tsne", seed=0, perplexity=30):
+    """2-D positions of feature vectors: t-SNE after PCA to 50 dims (as in the CS231n demo),
+    or plain PCA."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    codes = np.asarray(codes, dtype=np.float32)
+    reduced = PCA(n_components=min(50, *codes.shape), random_state=seed).fit_transform(codes)
+    if method == "pca":
+        return reduced[:, :2]
+    perplexity = min(perplexity, (len(codes) - 1) / 3)
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+
+
+def show_embedding(bank, regions_shown, positions, zoom=1.0, size=7):
+    """Thumbnails of ``regions_shown`` drawn at their 2-D ``positions``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.scatter(positions[:, 0], positions[:, 1], s=2, alpha=0)
+    for r, (px, py) in zip(regions_shown, positions):
+        box = AnnotationBbox(OffsetImage(bank.thumbs[r], zoom=zoom), (px, py), frameon=False)
+        ax.add_artist(box)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
