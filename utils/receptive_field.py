@@ -279,7 +279,7 @@ def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd6
     if field.size > size * 2.2:
         ax.text(size / 2, size * 1.35, f"each box is {_fmt(field.size)} px:\nlarger than the whole input",
                 ha="center", va="center", fontsize=11)
-    ax.set_title(f"{field.layer}: RF {_fmt(field.size)} px, jump {_fmt(field.jump)}")
+    ax.set_title(f"{field.layer}\nRF {_fmt(field.size)} px, jump {_fmt(field.jump)}", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
