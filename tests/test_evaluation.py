@@ -105,3 +105,11 @@ def test_rank_correlation():
     assert abs(E.rank_correlation(a, -a, absolute=False) + 1) < 1e-12
     assert abs(E.rank_correlation(a, -a) - 1) < 1e-12              # |·| ignores the sign
     assert E.rank_correlation(a, np.ones((4, 4))) == 0.0           # constant map: no order
+
+
+def test_a_block_is_randomised_as_a_whole():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)), nn.Flatten())
+    _, randomised = next(E.cascading_randomisation(model, ["0"]))
+    assert not torch.equal(randomised[0][0].weight, model[0][0].weight)
+    assert not torch.equal(randomised[0][1].weight, model[0][1].weight)

@@ -117,8 +117,9 @@ def parameterised_layers(model):
 def cascading_randomisation(model, layers=None, seed=0):
     """Yield (layer name, model copy) with every layer from the top down to it re-initialised.
 
-    The user's model is never modified: each step works on a deep copy that accumulates the
-    randomisation, as in Adebayo et al.'s cascading test.
+    A layer may be a whole block: all its parameters are re-initialised (and BatchNorm
+    statistics reset). The user's model is never modified: the steps work on one deep copy
+    that accumulates the randomisation, as in Adebayo et al.'s cascading test.
     """
     layers = layers if layers is not None else parameterised_layers(model)
     randomised = copy.deepcopy(model)
@@ -126,14 +127,11 @@ def cascading_randomisation(model, layers=None, seed=0):
     torch.manual_seed(seed)
     try:
         for name in layers:
-            module = randomised.get_submodule(name)
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-            else:
-                for p in module.parameters(recurse=False):
-                    torch.nn.init.normal_(p, std=0.02)
-            if hasattr(module, "running_mean"):
-                module.reset_running_stats()
+            for module in randomised.get_submodule(name).modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+                if hasattr(module, "reset_running_stats"):
+                    module.reset_running_stats()
             yield name, randomised
     finally:
         torch.random.set_rng_state(generator_state)

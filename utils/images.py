@@ -160,3 +160,11 @@ def _to_rgb(image):
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+def annotations():
+    """Hand-drawn boxes on the bundled images: {image: {label: (x0, y0, x1, y1)}}."""
+    import json
+    data = json.loads((DATA_DIR / "annotations.json").read_text())
+    return {name: {label: tuple(box) for label, box in boxes.items()}
+            for name, boxes in data.items() if not name.startswith("_")}
