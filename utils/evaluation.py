@@ -114,7 +114,7 @@ def parameterised_layers(model):
     return names[::-1]
 
 
-def cascading_randomisation(model, layers=None, seed=0):
+def cascading_randomisation(model, layers=None, seed=2018):
     """Yield (layer name, model copy) with every layer from the top down to it re-initialised.
 
     A layer may be a whole block: all its parameters are re-initialised (and BatchNorm
