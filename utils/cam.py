@@ -172,18 +172,19 @@ def class_gradients(model, x, layers, classes=None, top=None):
     """
     _check_image_batch(x)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    with model_guard(model), torch.enable_grad(), \
-            capture_activations(model, layers, detach=False) as acts:
-        logits = model(enable_input_grad(x))
-    if top is not None:
-        chosen = logits.topk(top, dim=1).indices
-    else:
-        chosen = class_indices(model, classes, logits)[:, None]
-    outputs = [acts[name] for name in layers]
-    per_class = []
-    for j in range(chosen.shape[1]):
-        score = logits.gather(1, chosen[:, j:j + 1]).sum()   # y^c before the softmax
-        per_class.append(torch.autograd.grad(score, outputs, retain_graph=j + 1 < chosen.shape[1]))
+    with model_guard(model), torch.enable_grad():    # works even inside torch.no_grad()
+        with capture_activations(model, layers, detach=False) as acts:
+            logits = model(enable_input_grad(x))
+        if top is not None:
+            chosen = logits.topk(top, dim=1).indices
+        else:
+            chosen = class_indices(model, classes, logits)[:, None]
+        outputs = [acts[name] for name in layers]
+        per_class = []
+        for j in range(chosen.shape[1]):
+            score = logits.gather(1, chosen[:, j:j + 1]).sum()   # y^c before the softmax
+            per_class.append(torch.autograd.grad(score, outputs,
+                                                 retain_graph=j + 1 < chosen.shape[1]))
     grads = {name: torch.stack([g[i] for g in per_class], dim=1) for i, name in enumerate(layers)}
     acts = {name: a.detach() for name, a in zip(layers, outputs)}
     return logits.detach(), chosen, acts, grads
