@@ -18,15 +18,20 @@ top prediction, an int or label for all, or one per image), and leave the model 
 """
 from contextlib import ExitStack, contextmanager
 
+import ipywidgets as W
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.patches import Rectangle
 from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
 from .hooks import capture_activations, enable_input_grad, model_guard, resolve_layer
 from .models import class_index
+from .plotting import show_heatmap, show_map, to_numpy_image
+from .widgets import LAYOUT, STYLE, class_picker, connect
 
 CAM_THRESHOLD = 0.20        # CAM paper: box around the largest region above 20% of the max
 GRAD_CAM_THRESHOLD = 0.15   # Grad-CAM paper: 15% of the max
@@ -159,6 +164,15 @@ def cam(model, x, classes=None, layer="last_conv", classifier="classifier"):
     return cam_map(activations, weights[chosen])
 
 
+def cam_applies(model, x, layer="last_conv", classifier="classifier"):
+    """True if the global average of ``layer`` feeds the classifier directly (CAM works)."""
+    try:
+        cam(model, x[:1], layer=layer, classifier=classifier)
+        return True
+    except ValueError:
+        return False
+
+
 # ----------------------------------------------------------------------------- Grad-CAM
 def class_gradients(model, x, layers, classes=None, top=None):
     """One forward pass; activations of ``layers`` and ∂y^c/∂A for each requested class.
@@ -254,6 +268,17 @@ def _guided_backprop(model, x, classes=None):
     return grad
 
 
+def gradient_image(gradient, percentile=99.5):
+    """A 3×H×W input gradient as an H×W×3 picture, grey = zero: x / s · 0.5 + 0.5, clipped.
+
+    s is the ``percentile`` of |x| rather than its maximum: a handful of extreme pixels
+    would otherwise turn the whole picture flat grey (``percentile=100`` gives max |x|).
+    """
+    gradient = torch.as_tensor(gradient).detach().float().cpu()
+    scale = torch.quantile(gradient.abs().flatten(), percentile / 100).clamp(min=1e-12)
+    return (gradient / scale * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
 def guided_grad_cam(model, x, classes=None, layer="last_conv"):
     """Guided Grad-CAM: guided backprop × Grad-CAM upsampled bilinearly to the input.
 
@@ -331,7 +356,8 @@ class CamExplorer:
 
     One forward pass captures the activations of ``layers``; one backward per top-k class
     gives their gradients. After that, switching class, layer or method is arithmetic on
-    cached tensors (milliseconds): no forward pass, and CAM never needed a backward.
+    cached tensors: no forward pass, and CAM never needed a backward. The first look at a
+    (layer, method) computes the maps of all k classes at once; a class switch is a lookup.
     """
 
     def __init__(self, model, x, layers=None, top=10, classifier="classifier"):
@@ -346,6 +372,7 @@ class CamExplorer:
         labels = model.spec.labels
         self.labels = [labels[c] for c in self.classes[0].tolist()]
         self.cam_layer = next((name for name in reversed(layers) if self._feeds_classifier(name)), None)
+        self._maps = {}                                     # (layer, method) -> C×h×w
 
     def _feeds_classifier(self, name):
         try:
@@ -364,20 +391,83 @@ class CamExplorer:
     def heatmap(self, label, layer, method="Grad-CAM"):
         """Raw h×w map for a cached class (label or index), layer and method."""
         j = self.labels.index(label) if isinstance(label, str) else self.classes[0].tolist().index(label)
-        if method == "CAM":
-            if self.cam_layer is None:
-                raise ValueError("CAM needs a GAP network (ResNet, GoogLeNet, EfficientNet).")
-            fc = resolve_layer(self.model, self.classifier)
-            return cam_map(self.acts[self.cam_layer], fc.weight.detach()[self.classes[:, j]])[0]
-        return GRADIENT_METHODS[method](self.acts[layer], self.grads[layer][:, j])[0]
+        return self.all_classes(layer, method)[j]
+
+    def all_classes(self, layer, method):
+        """Maps of every cached class (C×h×w) for one layer and method, computed once."""
+        layer = self.cam_layer if method == "CAM" else layer
+        if (layer, method) not in self._maps:
+            if method == "CAM":
+                if self.cam_layer is None:
+                    raise ValueError("CAM needs a GAP network (ResNet, GoogLeNet, EfficientNet).")
+                fc = resolve_layer(self.model, self.classifier)
+                weights = fc.weight.detach()[self.classes[0]]                  # C×K
+                maps = cam_map(self.acts[layer].expand(len(weights), -1, -1, -1), weights)
+            else:
+                maps = GRADIENT_METHODS[method](self.acts[layer].expand_as(self.grads[layer][0]),
+                                                self.grads[layer][0])
+            self._maps[layer, method] = maps
+        return self._maps[layer, method]
+
+
+# ----------------------------------------------------------------------------- figures
+def draw_box(ax, box, color="#00e5ff", label=None):
+    """Draw an (x0, y0, x1, y1) box on an image axis."""
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                           edgecolor=color, linewidth=2.5, label=label))
+
+
+def show_cam(image, heatmap, title=None, fraction=None, axes=None):
+    """Two panels: the raw map at the layer's resolution, and the overlay on the image,
+    with the box of the largest region above ``fraction`` of the max when given."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.6, 3.3), gridspec_kw={"width_ratios": [1, 1.25]})
+    heatmap = torch.as_tensor(heatmap).detach().cpu()
+    show_map(heatmap.numpy(), ax=axes[0], title=f"raw map {tuple(heatmap.shape)}")
+    image = to_numpy_image(image)
+    show_heatmap(image, heatmap.numpy(), ax=axes[1], title=title)
+    if fraction is not None:
+        draw_box(axes[1], bounding_box(heatmap, fraction, image.shape[:2]))
+    return axes[0].figure
+
+
+def draw_explorer(explorer, label, layer, method):
+    """The widget's figure for one (class, layer, method), from the explorer's cache."""
+    heatmap = explorer.heatmap(label, layer, method)
+    layer = explorer.cam_layer if method == "CAM" else layer
+    p = dict(explorer.predictions())[label]
+    fraction = CAM_THRESHOLD if method == "CAM" else GRAD_CAM_THRESHOLD
+    fig = show_cam(explorer.model.spec.deprocess(explorer.x), heatmap,
+                   f"{method}: {label} ({p:.2f})", fraction)
+    fig.suptitle(f"layer {layer}; box at {fraction:.0%} of the max", fontsize=11,
+                 fontweight="normal")
+    fig.tight_layout()
+    return fig
+
+
+def cam_widget(explorer, layer=None, method="Grad-CAM"):
+    """Class (top-k), layer and method controls redrawing ``draw_explorer`` from the cache."""
+    controls = {"label": class_picker(explorer.predictions()),
+                "layer": W.Dropdown(options=explorer.layers, value=layer or explorer.layers[-1],
+                                    description="layer", layout=LAYOUT, style=STYLE),
+                "method": W.Dropdown(options=explorer.methods(), value=method,
+                                     description="method", layout=LAYOUT, style=STYLE)}
+    box = connect(lambda label, layer, method: draw_explorer(explorer, label, layer, method),
+                  **controls)
+    box.controls = controls
+    return box
 
 
 # ----------------------------------------------------------------------------- exercises
 def check_alpha(alpha, gradients):
     """Exercise: α_k = mean of channel k's gradient over all positions."""
     expected = torch.as_tensor(gradients, dtype=torch.float32).mean(dim=(-2, -1))
-    ok = torch.allclose(torch.as_tensor(alpha, dtype=torch.float32).reshape(expected.shape),
-                        expected, atol=1e-5)
+    alpha = torch.as_tensor(alpha if alpha is not None else float("nan"), dtype=torch.float32)
+    ok = alpha.numel() == expected.numel() and torch.allclose(
+        alpha.reshape(expected.shape), expected, atol=1e-5 * float(expected.abs().max()) + 1e-12)
     print("Right: α is the spatial mean of the gradients." if ok else
           "Not yet: α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij, one number per channel "
           "(average over the two spatial dimensions).")
