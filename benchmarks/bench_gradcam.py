@@ -2,7 +2,8 @@
 
 Same model, same input, same layer, same class; each produces a map upsampled to the input
 size. Calls are interleaved (ours, theirs, ours, ...) so that a busy machine slows all of
-them alike, and the median of ``--repeats`` runs is reported. Also times what the widget of
+them alike; the median wall time and the median CPU time (steadier on a shared machine)
+of ``--repeats`` runs are reported. Also times what the widget of
 notebook 05 does when the class changes (cached: no forward pass).
 
     pip install -r benchmarks/requirements.txt
@@ -25,6 +26,7 @@ from utils.models import REGISTRY, load_model
 
 
 def median_time(fn, repeats):
+    """Median wall-clock seconds of ``repeats`` calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -33,9 +35,24 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
+def timed(fn):
+    """(wall seconds, CPU seconds of this process) of one call. On a shared machine the CPU
+    time is the steadier measure of the work done; the wall time is what a user waits."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def correlation(a, b):
-    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
-    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    """Smallest per-image Pearson correlation between two batches of maps (None if a map
+    is constant: random weights often give all-zero Grad-CAMs)."""
+    values = []
+    for u, v in zip(torch.as_tensor(a), torch.as_tensor(b)):
+        u, v = u.flatten().double(), v.flatten().double()
+        if u.std() == 0 or v.std() == 0:
+            return None
+        values.append(float(torch.corrcoef(torch.stack([u, v]))[0, 1]))
+    return min(values)
 
 
 def build(name):
@@ -73,19 +90,20 @@ def compare(name, batch, repeats):
         attr = captum_method.attribute(x, target=classes, relu_attributions=True)
         return LayerAttribution.interpolate(attr, tuple(size), "bilinear")[:, 0]
 
-    for fn in (ours, pytorch_grad_cam, captum):                     # warm-up
+    methods = {"ours": ours, "pytorch-grad-cam": pytorch_grad_cam, "captum": captum}
+    for fn in methods.values():                                      # warm-up
         fn()
-    rows = {"ours": [], "pytorch-grad-cam": [], "captum": []}
-    for _ in range(repeats):
-        rows["ours"].append(median_time(ours, 1))
-        rows["pytorch-grad-cam"].append(median_time(pytorch_grad_cam, 1))
-        rows["captum"].append(median_time(captum, 1))
-    medians = {k: statistics.median(v) for k, v in rows.items()}
+    runs = {name: [] for name in methods}
+    for _ in range(repeats):                                         # interleaved
+        for name, fn in methods.items():
+            runs[name].append(timed(fn))
+    wall = {name: statistics.median(t[0] for t in r) for name, r in runs.items()}
+    cpu = {name: statistics.median(t[1] for t in r) for name, r in runs.items()}
     mine = ours().detach()
     agree = {"pytorch-grad-cam": correlation(mine, pytorch_grad_cam()),
              "captum": correlation(mine, captum().detach())}
     pgc.activations_and_grads.release()
-    return medians, agree
+    return wall, cpu, agree
 
 
 def class_switch(repeats):
@@ -123,16 +141,17 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}")
-    print("| model | batch | ours (s) | pytorch-grad-cam (s) | captum (s) | pgc / ours | "
-          "captum / ours | corr. pgc | corr. captum |")
+    print("| model | batch | ours wall / CPU (s) | pytorch-grad-cam wall / CPU (s) | "
+          "captum wall / CPU (s) | pgc / ours (CPU) | captum / ours (CPU) | corr. pgc | corr. captum |")
     print("|---|---|---|---|---|---|---|---|---|")
+    show = lambda r: "n/a" if r is None else f"{r:.4f}"                       # noqa: E731
     for name in args.models:
         for batch in args.batches:
-            t, agree = compare(name, batch, args.repeats)
-            print(f"| {name} | {batch} | {t['ours']:.3f} | {t['pytorch-grad-cam']:.3f} | "
-                  f"{t['captum']:.3f} | {t['pytorch-grad-cam'] / t['ours']:.2f} | "
-                  f"{t['captum'] / t['ours']:.2f} | {agree['pytorch-grad-cam']:.4f} | "
-                  f"{agree['captum']:.4f} |", flush=True)
+            wall, cpu, agree = compare(name, batch, args.repeats)
+            cells = [f"{wall[k]:.3f} / {cpu[k]:.3f}" for k in ("ours", "pytorch-grad-cam", "captum")]
+            print(f"| {name} | {batch} | {' | '.join(cells)} | "
+                  f"{cpu['pytorch-grad-cam'] / cpu['ours']:.2f} | {cpu['captum'] / cpu['ours']:.2f} | "
+                  f"{show(agree['pytorch-grad-cam'])} | {show(agree['captum'])} |", flush=True)
     setup, first, switch, draw = class_switch(args.repeats)
     print(f"\nWidget (efficientnet_lite0, cat, top-10): explorer set-up {setup:.2f} s (1 forward "
           f"+ 10 backward); first look at a layer/method (all 10 classes): {1000 * first:.1f} ms; "

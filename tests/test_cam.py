@@ -7,7 +7,6 @@ from torch import nn
 from utils import cam as C
 from utils.hooks import count_hooks
 from utils.models import REGISTRY, load_model
-from utils.widgets import class_picker, connect
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +81,7 @@ class Planted(nn.Module):
             self.pool[0].weight.copy_(torch.eye(6)[:, :, None, None])
             self.pool[0].bias.zero_()
             self.fc.weight.copy_(0.05 * torch.randn(2, 6))
-            self.fc.weight[0, 0] = self.fc.weight[1, 1] = 1.0
+            self.fc.weight[0, 0] = self.fc.weight[1, 1] = 300.0   # decisive: softmax near 0 or 1
 
     def forward(self, x):
         return self.fc(self.pool(self.features(x)))
@@ -104,6 +103,18 @@ def test_grad_cam_peaks_on_the_planted_pattern_of_each_class():
         # class-discriminative: the other pattern's place gets (almost) nothing
         other = (17, 18) if c == 0 else (4, 5)
         assert heatmap[other] < 0.1 * heatmap.max()
+
+
+def test_every_variant_finds_the_planted_pattern():
+    model = Planted().eval()
+    x = planted_image({0: (3, 4), 1: (16, 17)})
+    for c, centre in [(0, (4, 5)), (1, (17, 18))]:
+        maps = {method: C.grad_cam(model, x, c, "features", method)[0]
+                for method in ("Grad-CAM++", "LayerCAM")}
+        maps["Score-CAM"] = C.score_cam(model, x, c, "features", progress=False)[0]
+        for method, heatmap in maps.items():
+            assert divmod(int(heatmap.argmax()), heatmap.shape[1]) == centre, method
+    assert count_hooks(model) == 0
 
 
 def test_guided_backprop_follows_the_guided_rule_on_a_tiny_net():
@@ -267,11 +278,23 @@ def test_explorer_switches_class_without_a_forward_pass(lite, images):
     assert probs == sorted(probs, reverse=True) and explorer.labels[0] == "Egyptian cat"
 
 
-def test_class_widget_draws_from_the_cache(lite, images):
-    explorer = C.CamExplorer(lite, images[:1], layers=["head"], top=3)
+def test_widget_controls_redraw_from_the_cache(lite, images, monkeypatch):
+    explorer = C.CamExplorer(lite, images[:1], layers=["blocks.10"], top=3)
     seen = []
-    picker = class_picker(explorer.predictions())
-    connect(lambda label: seen.append(explorer.heatmap(label, "head", "CAM")), label=picker)
-    picker.value = explorer.labels[2]
-    assert len(seen) == 2
-    assert torch.allclose(seen[-1], C.cam(lite, images[:1], explorer.labels[2])[0], atol=1e-4)
+    monkeypatch.setattr(C, "draw_explorer", lambda e, label, layer, method: seen.append(
+        (label, layer, method, e.heatmap(label, layer, method))))
+    calls = []
+    handle = lite.register_forward_pre_hook(lambda m, i: calls.append(1))
+    try:
+        ui = C.cam_widget(explorer)
+        ui.controls["label"].value = explorer.labels[2]
+        ui.controls["method"].value = "CAM"
+        ui.controls["layer"].value = "blocks.10"
+    finally:
+        handle.remove()
+    assert calls == []                                    # no forward pass for any of it
+    assert [s[:3] for s in seen] == [
+        (explorer.labels[0], "head", "Grad-CAM"), (explorer.labels[2], "head", "Grad-CAM"),
+        (explorer.labels[2], "head", "CAM"), (explorer.labels[2], "blocks.10", "CAM")]
+    assert torch.allclose(seen[2][3], C.cam(lite, images[:1], explorer.labels[2])[0], atol=1e-4)
+    assert torch.equal(seen[3][3], seen[2][3])            # CAM always uses the GAP layer
