@@ -364,8 +364,8 @@ class CamExplorer:
         if x.dim() != 4 or x.shape[0] != 1:
             raise ValueError("CamExplorer takes one image (1×3×H×W).")
         layers = list(layers) if layers is not None else list(model.spec.layer("stages"))
-        last = model.spec.layer("last_conv")
-        layers += [] if last in layers else [last]        # CAM's layer is always cached
+        if model.spec.layer("last_conv") not in layers:       # CAM's layer is always cached
+            layers.append(model.spec.layer("last_conv"))
         self.model, self.x, self.layers, self.classifier = model, x, layers, classifier
         self.logits, self.classes, self.acts, self.grads = class_gradients(model, x, layers, top=top)
         self.probs = self.logits.softmax(1)[0]
@@ -400,8 +400,8 @@ class CamExplorer:
             if method == "CAM":
                 if self.cam_layer is None:
                     raise ValueError("CAM needs a GAP network (ResNet, GoogLeNet, EfficientNet).")
-                fc = resolve_layer(self.model, self.classifier)
-                weights = fc.weight.detach()[self.classes[0]]                  # C×K
+                weights = classifier_weights(self.model, self.acts[layer], self.logits,
+                                             self.classifier)[self.classes[0]]   # C×K
                 maps = cam_map(self.acts[layer].expand(len(weights), -1, -1, -1), weights)
             else:
                 maps = GRADIENT_METHODS[method](self.acts[layer].expand_as(self.grads[layer][0]),
