@@ -217,10 +217,15 @@ def test_no_hook_remains_after_errors(lite, images):
     assert count_hooks(lite) == 0
 
 
-def test_maps_are_computed_under_no_grad_and_in_train_mode(lite, images):
+def test_maps_are_computed_under_no_grad_in_train_mode_and_with_frozen_weights(lite, images):
     reference = C.grad_cam(lite, images[:1], 285)
     with torch.no_grad():
         assert torch.allclose(C.grad_cam(lite, images[:1], 285), reference)
+    lite.requires_grad_(False)
+    try:
+        assert torch.allclose(C.grad_cam(lite, images[:1], 285), reference)
+    finally:
+        lite.requires_grad_(True)
     lite.train()
     try:
         assert torch.allclose(C.grad_cam(lite, images[:1], 285), reference)

@@ -186,9 +186,11 @@ def class_gradients(model, x, layers, classes=None, top=None):
     """
     _check_image_batch(x)
     layers = [layers] if isinstance(layers, str) else list(layers)
+    frozen = not any(p.requires_grad for p in model.parameters())
     with model_guard(model), torch.enable_grad():    # works even inside torch.no_grad()
         with capture_activations(model, layers, detach=False) as acts:
-            logits = model(enable_input_grad(x))
+            # a graph needs something that requires grad: the weights, or else the input
+            logits = model(enable_input_grad(x) if frozen else x)
         if top is not None:
             chosen = logits.topk(top, dim=1).indices
         else:
