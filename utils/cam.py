@@ -1,0 +1,486 @@
+"""Class activation maps: CAM, Grad-CAM and their relatives, for any registered CNN.
+
+Every map here is a weighted sum of one layer's feature maps A^k (K channels, h×w):
+
+    CAM        (Zhou et al. 2016)        M_c = Σ_k w_k^c A^k          w = classifier weights
+    Grad-CAM   (Selvaraju et al. 2017)   L_c = ReLU(Σ_k α_k^c A^k)    α_k^c = mean_ij ∂y^c/∂A^k_ij
+    counterfactual Grad-CAM              the same with -∂y^c/∂A^k
+    Grad-CAM++ (Chattopadhay et al. 2018) α weighted by higher-order terms, positive gradients only
+    LayerCAM   (Jiang et al. 2021)       L_c = ReLU(Σ_k ReLU(∂y^c/∂A^k) ⊙ A^k)   (per pixel)
+    Score-CAM  (Wang et al. 2020)        α_k^c = softmax score of the image masked by A^k
+
+y^c is the class score *before* the softmax. Maps come back at the layer's resolution
+(h×w, raw values); ``upsample`` resizes them bilinearly to the image, and only the display
+normalises them. Layers are chosen by role ("last_conv", "stages") or by module path.
+
+All functions take a batch (N×3×H×W) and a class per image (``classes``: None = each image's
+top prediction, an int or label for all, or one per image), and leave the model as found.
+"""
+from contextlib import ExitStack, contextmanager
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.patches import Rectangle
+from scipy import ndimage
+from torch import nn
+from tqdm.auto import tqdm
+
+from .hooks import capture_activations, enable_input_grad, model_guard, resolve_layer
+from .models import class_index
+from .plotting import show_heatmap, show_map, to_numpy_image
+from .widgets import LAYOUT, STYLE, class_picker, connect
+
+CAM_THRESHOLD = 0.20        # CAM paper: box around the largest region above 20% of the max
+GRAD_CAM_THRESHOLD = 0.15   # Grad-CAM paper: 15% of the max
+
+
+# ----------------------------------------------------------------------------- classes
+def class_indices(model, classes, logits):
+    """One class index per image: None -> top-1, int/label -> the same for all, or a list."""
+    n = logits.shape[0]
+    spec = getattr(model, "spec", None)
+    if classes is None:
+        return logits.argmax(dim=1)
+    if isinstance(classes, torch.Tensor):
+        classes = classes.tolist()
+    if not isinstance(classes, (list, tuple)):
+        classes = [classes] * n
+    if len(classes) != n:
+        raise ValueError(f"Got {len(classes)} classes for a batch of {n} images; "
+                         "give one class per image, or a single class for all.")
+    indices = [class_index(c, spec) for c in classes]
+    if max(indices) >= logits.shape[1]:
+        raise IndexError(f"Class {max(indices)} is out of range: the model has "
+                         f"{logits.shape[1]} outputs.")
+    return torch.tensor(indices, device=logits.device)
+
+
+def _check_image_batch(x):
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"Expected a normalised N×3×H×W tensor, got {shape}. "
+                         "Use model.spec.preprocess(image) to make one.")
+
+
+# ----------------------------------------------------------------------------- the maps
+def weighted_sum(activations, weights):
+    """Σ_k weights_k · A^k for every image: N×K×h×w and N×K (or N×K×h×w) -> N×h×w."""
+    if weights.dim() == 2:
+        weights = weights[:, :, None, None]
+    return (weights * activations).sum(dim=1)
+
+
+def cam_map(activations, class_weights):
+    """CAM, Zhou et al. eq. (2): M_c(x, y) = Σ_k w_k^c f_k(x, y). No gradient involved."""
+    return weighted_sum(activations, class_weights)
+
+
+def grad_cam_map(activations, gradients, relu=True):
+    """Grad-CAM, Selvaraju et al. eqs. (1)-(2).
+
+    α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij   (global-average-pool the gradients)
+    L^c   = ReLU(Σ_k α_k^c A^k)       (keep only what raises the class score)
+    """
+    alpha = gradients.mean(dim=(2, 3))
+    heatmap = weighted_sum(activations, alpha)
+    return heatmap.clamp(min=0) if relu else heatmap
+
+
+def counterfactual_map(activations, gradients):
+    """Counterfactual Grad-CAM: negated gradients, i.e. regions whose removal raises y^c."""
+    return grad_cam_map(activations, -gradients)
+
+
+def grad_cam_pp_map(activations, gradients):
+    """Grad-CAM++, Chattopadhay et al. eq. (19), with Y^c = exp(S^c) so only ∂S/∂A is needed.
+
+    α_ij^kc = g² / (2 g² + Σ_ab A^k_ab · g³),   w_k^c = Σ_ij α_ij^kc · ReLU(g_ij),
+    L^c = ReLU(Σ_k w_k^c A^k), with g = ∂S^c/∂A^k_ij. Changes from Grad-CAM: only positive
+    gradients count, and each pixel's weight is normalised so several instances all show.
+    """
+    g2, g3 = gradients ** 2, gradients ** 3
+    denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+    weights = (alpha * gradients.clamp(min=0)).sum(dim=(2, 3))
+    return weighted_sum(activations, weights).clamp(min=0)
+
+
+def layer_cam_map(activations, gradients):
+    """LayerCAM, Jiang et al. eq. (6): L^c = ReLU(Σ_k ReLU(∂y^c/∂A^k) ⊙ A^k).
+
+    Changes from Grad-CAM: a weight per *pixel* instead of one per channel, so early,
+    high-resolution layers give sharp maps instead of noise.
+    """
+    return weighted_sum(activations, gradients.clamp(min=0)).clamp(min=0)
+
+
+GRADIENT_METHODS = {"Grad-CAM": grad_cam_map, "Counterfactual": counterfactual_map,
+                    "Grad-CAM++": grad_cam_pp_map, "LayerCAM": layer_cam_map}
+
+
+def upsample(maps, size):
+    """Bilinear upsampling of N×h×w maps to size (H, W), as both papers do."""
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+# ----------------------------------------------------------------------------- CAM
+def classifier_weights(model, activations, logits, classifier="classifier"):
+    """The classifier's weight matrix, after checking that logits = W · GAP(A) + b.
+
+    CAM is only defined where global average pooling of this layer feeds the linear
+    classifier directly (ResNet, GoogLeNet, EfficientNet). We check it numerically,
+    so a wrong layer or a VGG/AlexNet head gets a clear error instead of a wrong map.
+    """
+    fc = resolve_layer(model, classifier)
+    if not isinstance(fc, nn.Linear) or fc.in_features != activations.shape[1]:
+        raise ValueError(
+            f"CAM needs a network whose last conv layer is global-average-pooled straight "
+            f"into a linear classifier. Here the layer has {activations.shape[1]} channels "
+            f"and the classifier is {fc}. {model.spec.name if hasattr(model, 'spec') else ''} "
+            "is not such a network at this layer: use grad_cam instead.")
+    predicted = F.linear(activations.mean(dim=(2, 3)), fc.weight, fc.bias)
+    if not torch.allclose(predicted, logits, atol=1e-3 * (1 + logits.abs().max().item())):
+        raise ValueError("The classifier's output is not W · GAP(layer) + b for this layer "
+                         "(something sits between them). CAM does not apply: use grad_cam.")
+    return fc.weight.detach()
+
+
+def cam(model, x, classes=None, layer="last_conv", classifier="classifier"):
+    """Class activation maps (Zhou et al. 2016): one forward pass, no backward.
+
+    Returns N×h×w raw maps at the layer's resolution: M_c = Σ_k w_k^c A^k, where w^c is
+    the classifier's row for class c (the bias is left out, as in the paper).
+    """
+    _check_image_batch(x)
+    with model_guard(model), torch.no_grad(), capture_activations(model, layer) as acts:
+        logits = model(x)
+    activations = acts[layer]
+    weights = classifier_weights(model, activations, logits, classifier)
+    chosen = class_indices(model, classes, logits)
+    return cam_map(activations, weights[chosen])
+
+
+def cam_applies(model, x, layer="last_conv", classifier="classifier"):
+    """True if the global average of ``layer`` feeds the classifier directly (CAM works)."""
+    try:
+        cam(model, x[:1], layer=layer, classifier=classifier)
+        return True
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------- Grad-CAM
+def class_gradients(model, x, layers, classes=None, top=None):
+    """One forward pass; activations of ``layers`` and ∂y^c/∂A for each requested class.
+
+    ``classes``: as elsewhere (one class per image); or ``top=k`` for each image's k most
+    probable classes.
+    Returns (logits N×1000, classes N×C, {layer: A N×K×h×w}, {layer: grads N×C×K×h×w}).
+    Gradients are taken with ``torch.autograd.grad`` towards the activations only: no
+    parameter receives a ``.grad``, and nothing before the earliest layer is differentiated.
+    The graph is kept for the C backward passes, so a new class never needs a new forward.
+    """
+    _check_image_batch(x)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    frozen = not any(p.requires_grad for p in model.parameters())
+    with model_guard(model), torch.enable_grad():    # works even inside torch.no_grad()
+        with capture_activations(model, layers, detach=False) as acts:
+            # a graph needs something that requires grad: the weights, or else the input
+            logits = model(enable_input_grad(x) if frozen else x)
+        if top is not None:
+            chosen = logits.topk(top, dim=1).indices
+        else:
+            chosen = class_indices(model, classes, logits)[:, None]
+        outputs = [acts[name] for name in layers]
+        per_class = []
+        for j in range(chosen.shape[1]):
+            score = logits.gather(1, chosen[:, j:j + 1]).sum()   # y^c before the softmax
+            per_class.append(torch.autograd.grad(score, outputs,
+                                                 retain_graph=j + 1 < chosen.shape[1]))
+    grads = {name: torch.stack([g[i] for g in per_class], dim=1) for i, name in enumerate(layers)}
+    acts = {name: a.detach() for name, a in zip(layers, outputs)}
+    return logits.detach(), chosen, acts, grads
+
+
+def grad_cam(model, x, classes=None, layer="last_conv", method="Grad-CAM"):
+    """Grad-CAM maps (N×h×w, raw, at the layer's resolution) for one class per image.
+
+    ``layer``: a role or a module path (any conv layer). ``method``: "Grad-CAM",
+    "Counterfactual", "Grad-CAM++" or "LayerCAM" (they share the same gradients).
+    """
+    if method not in GRADIENT_METHODS:
+        raise KeyError(f"Unknown method {method!r}; choose one of {list(GRADIENT_METHODS)}.")
+    _, _, acts, grads = class_gradients(model, x, layer, classes)
+    return GRADIENT_METHODS[method](acts[layer], grads[layer][:, 0])
+
+
+# ----------------------------------------------------------------------------- guided
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward lets only positive gradients through."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+def _relu_outputs(model):
+    """Modules whose output is a ReLU's output: nn.ReLU, nn.ReLU6 and torchvision's
+    BasicConv2d (GoogLeNet/Inception), which ends in a *functional* ``F.relu``."""
+    found = [m for m in model.modules()
+             if isinstance(m, (nn.ReLU, nn.ReLU6)) or type(m).__name__ == "BasicConv2d"]
+    if not found:
+        raise ValueError(f"Guided backprop needs ReLU activations, and {type(model).__name__} "
+                         "has no nn.ReLU/nn.ReLU6 module (functional or other activations "
+                         "cannot be hooked). Use grad_cam alone for this model.")
+    return found
+
+
+@contextmanager
+def _guided_relus(model):
+    """Inside the block, every ReLU output passes only positive gradients backwards.
+
+    Autograd's own ReLU backward already multiplies by 1[f > 0]; the extra identity adds
+    1[R > 0], which together is the guided rule R_l = 1[f_l > 0] · 1[R_{l+1} > 0] · R_{l+1}
+    (Springenberg et al. 2015). Hooking the *output* of BasicConv2d catches GoogLeNet's
+    functional F.relu, which module hooks on nn.ReLU would silently miss.
+    """
+    with ExitStack() as stack:
+        for module in _relu_outputs(model):
+            handle = module.register_forward_hook(lambda m, i, out: _PositiveGradient.apply(out))
+            stack.callback(handle.remove)
+        yield
+
+
+def _guided_backprop(model, x, classes=None):
+    """Guided backpropagation ∂y^c/∂x with the guided ReLU rule; N×3×H×W."""
+    _check_image_batch(x)
+    with model_guard(model), torch.enable_grad(), _guided_relus(model):
+        x = enable_input_grad(x)
+        logits = model(x)
+        chosen = class_indices(model, classes, logits)
+        (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), x)
+    return grad
+
+
+def gradient_image(gradient, percentile=99.5):
+    """A 3×H×W input gradient as an H×W×3 picture, grey = zero: x / s · 0.5 + 0.5, clipped.
+
+    s is the ``percentile`` of |x| rather than its maximum: a handful of extreme pixels
+    would otherwise turn the whole picture flat grey (``percentile=100`` gives max |x|).
+    """
+    gradient = torch.as_tensor(gradient).detach().float().cpu()
+    scale = torch.quantile(gradient.abs().flatten(), percentile / 100).clamp(min=1e-12)
+    return (gradient / scale * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def guided_grad_cam(model, x, classes=None, layer="last_conv"):
+    """Guided Grad-CAM: guided backprop × Grad-CAM upsampled bilinearly to the input.
+
+    Returns (product N×3×H×W, guided backprop N×3×H×W, upsampled Grad-CAM N×H×W).
+    """
+    heatmap = upsample(grad_cam(model, x, classes, layer), x.shape[-2:])
+    guided = _guided_backprop(model, x, classes)
+    return guided * heatmap[:, None], guided, heatmap
+
+
+# ----------------------------------------------------------------------------- Score-CAM
+@torch.no_grad()
+def score_cam(model, x, classes=None, layer="last_conv", channels=None, batch_size=32,
+              progress=True):
+    """Score-CAM (Wang et al. 2020): no gradients; each channel is weighted by the class
+    probability of the image masked with that channel's (upsampled, min-max scaled) map.
+
+    α_k^c = softmax(f(x ∘ H_k))_c,  L^c = ReLU(Σ_k α_k^c A^k). Masking multiplies the
+    normalised input, so masked-out pixels become the mean colour. Channels that are
+    constant zero contribute nothing to the sum and are skipped (exact, and much faster).
+    ``channels=k`` keeps only the k channels with the largest mean activation, an
+    approximation that trades faithfulness for k instead of K forward passes.
+    The paper's baseline subtraction f(x_b) is left out, as in the authors' code.
+    """
+    _check_image_batch(x)
+    maps = []
+    with model_guard(model):
+        with capture_activations(model, layer) as acts:
+            logits = model(x)
+        chosen = class_indices(model, classes, logits)
+        for n in range(x.shape[0]):
+            activations = acts[layer][n]
+            flat = activations.flatten(1)
+            alive = (flat.amax(1) > flat.amin(1)).nonzero()[:, 0]
+            if channels is not None:
+                strongest = flat[alive].mean(1).argsort(descending=True)[:channels]
+                alive = alive[strongest]
+            masks = upsample(activations[alive], x.shape[-2:])
+            low = masks.flatten(1).amin(1)[:, None, None]
+            high = masks.flatten(1).amax(1)[:, None, None]
+            masks = (masks - low) / (high - low).clamp(min=1e-12)
+            weights = torch.zeros(activations.shape[0], device=x.device)
+            starts = range(0, len(alive), batch_size)
+            for s in tqdm(starts, desc=f"Score-CAM image {n + 1}", disable=not progress,
+                          leave=False):
+                masked = x[n:n + 1] * masks[s:s + batch_size, None]
+                weights[alive[s:s + batch_size]] = model(masked).softmax(1)[:, chosen[n]]
+            maps.append(weighted_sum(activations[None], weights[None]).clamp(min=0)[0])
+    return torch.stack(maps)
+
+
+# ----------------------------------------------------------------------------- boxes
+def bounding_box(heatmap, fraction, size=None):
+    """Box (x0, y0, x1, y1) around the largest connected region where map ≥ fraction · max.
+
+    The protocol of both papers (20% of the max for CAM, 15% for Grad-CAM): the *raw* map
+    is upsampled to the image size (``size`` = (H, W)) and thresholded relative to its own
+    maximum, never after a min-max normalisation. Returns None if the map has no positive value.
+    """
+    values = torch.as_tensor(heatmap, dtype=torch.float32)
+    if size is not None:
+        values = upsample(values[None], size)[0]
+    values = values.cpu().numpy()
+    if values.max() <= 0:
+        return None
+    labels, _ = ndimage.label(values >= fraction * values.max())
+    sizes = np.bincount(labels.ravel())[1:]                 # pixels per component
+    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+# ----------------------------------------------------------------------------- explorer
+class CamExplorer:
+    """Everything the widget needs for one image, computed once.
+
+    One forward pass captures the activations of ``layers``; one backward per top-k class
+    gives their gradients. After that, switching class, layer or method is arithmetic on
+    cached tensors: no forward pass, and CAM never needed a backward. The first look at a
+    (layer, method) computes the maps of all k classes at once; a class switch is a lookup.
+    """
+
+    def __init__(self, model, x, layers=None, top=10, classifier="classifier"):
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise ValueError("CamExplorer takes one image (1×3×H×W).")
+        layers = list(layers) if layers is not None else list(model.spec.layer("stages"))
+        if model.spec.layer("last_conv") not in layers:       # CAM's layer is always cached
+            layers.append(model.spec.layer("last_conv"))
+        self.model, self.x, self.layers, self.classifier = model, x, layers, classifier
+        self.logits, self.classes, self.acts, self.grads = class_gradients(model, x, layers, top=top)
+        self.probs = self.logits.softmax(1)[0]
+        labels = model.spec.labels
+        self.labels = [labels[c] for c in self.classes[0].tolist()]
+        self.cam_layer = next((name for name in reversed(layers) if self._feeds_classifier(name)), None)
+        self._maps = {}                                     # (layer, method) -> C×h×w
+
+    def _feeds_classifier(self, name):
+        try:
+            classifier_weights(self.model, self.acts[name], self.logits, self.classifier)
+            return True
+        except ValueError:
+            return False
+
+    def predictions(self):
+        """[(label, probability)] of the cached top-k classes."""
+        return [(label, float(self.probs[c])) for label, c in zip(self.labels, self.classes[0].tolist())]
+
+    def methods(self):
+        return (["CAM"] if self.cam_layer else []) + list(GRADIENT_METHODS)
+
+    def heatmap(self, label, layer, method="Grad-CAM"):
+        """Raw h×w map for a cached class (label or index), layer and method."""
+        j = self.labels.index(label) if isinstance(label, str) else self.classes[0].tolist().index(label)
+        return self.all_classes(layer, method)[j]
+
+    def all_classes(self, layer, method):
+        """Maps of every cached class (C×h×w) for one layer and method, computed once."""
+        layer = self.cam_layer if method == "CAM" else layer
+        if (layer, method) not in self._maps:
+            if method == "CAM":
+                if self.cam_layer is None:
+                    raise ValueError("CAM needs a GAP network (ResNet, GoogLeNet, EfficientNet).")
+                weights = classifier_weights(self.model, self.acts[layer], self.logits,
+                                             self.classifier)[self.classes[0]]   # C×K
+                maps = cam_map(self.acts[layer].expand(len(weights), -1, -1, -1), weights)
+            else:
+                maps = GRADIENT_METHODS[method](self.acts[layer].expand_as(self.grads[layer][0]),
+                                                self.grads[layer][0])
+            self._maps[layer, method] = maps
+        return self._maps[layer, method]
+
+
+# ----------------------------------------------------------------------------- figures
+def draw_box(ax, box, color="#00e5ff", label=None):
+    """Draw an (x0, y0, x1, y1) box on an image axis."""
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                           edgecolor=color, linewidth=2.5, label=label))
+
+
+def show_cam(image, heatmap, title=None, fraction=None, axes=None):
+    """Two panels: the raw map at the layer's resolution, and the overlay on the image,
+    with the box of the largest region above ``fraction`` of the max when given."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.6, 3.3), gridspec_kw={"width_ratios": [1, 1.25]})
+    heatmap = torch.as_tensor(heatmap).detach().cpu()
+    show_map(heatmap.numpy(), ax=axes[0], title=f"raw map {tuple(heatmap.shape)}")
+    image = to_numpy_image(image)
+    show_heatmap(image, heatmap.numpy(), ax=axes[1], title=title)
+    if fraction is not None:
+        draw_box(axes[1], bounding_box(heatmap, fraction, image.shape[:2]))
+    return axes[0].figure
+
+
+def draw_explorer(explorer, label, layer, method):
+    """The widget's figure for one (class, layer, method), from the explorer's cache."""
+    heatmap = explorer.heatmap(label, layer, method)
+    layer = explorer.cam_layer if method == "CAM" else layer
+    p = dict(explorer.predictions())[label]
+    fraction = CAM_THRESHOLD if method == "CAM" else GRAD_CAM_THRESHOLD
+    fig = show_cam(explorer.model.spec.deprocess(explorer.x), heatmap,
+                   f"{method}: {label} ({p:.2f})", fraction)
+    fig.suptitle(f"layer {layer}; box at {fraction:.0%} of the max", fontsize=11,
+                 fontweight="normal")
+    fig.tight_layout()
+    return fig
+
+
+def cam_widget(explorer, layer=None, method="Grad-CAM"):
+    """Class (top-k), layer and method controls redrawing ``draw_explorer`` from the cache."""
+    controls = {"label": class_picker(explorer.predictions()),
+                "layer": W.Dropdown(options=explorer.layers, value=layer or explorer.layers[-1],
+                                    description="layer", layout=LAYOUT, style=STYLE),
+                "method": W.Dropdown(options=explorer.methods(), value=method,
+                                     description="method", layout=LAYOUT, style=STYLE)}
+    box = connect(lambda label, layer, method: draw_explorer(explorer, label, layer, method),
+                  **controls)
+    box.controls = controls
+    return box
+
+
+# ----------------------------------------------------------------------------- exercises
+def check_alpha(alpha, gradients):
+    """Exercise: α_k = mean of channel k's gradient over all positions."""
+    expected = torch.as_tensor(gradients, dtype=torch.float32).mean(dim=(-2, -1))
+    alpha = torch.as_tensor(alpha if alpha is not None else float("nan"), dtype=torch.float32)
+    ok = alpha.numel() == expected.numel() and torch.allclose(
+        alpha.reshape(expected.shape), expected, atol=1e-5 * float(expected.abs().max()) + 1e-12)
+    print("Right: α is the spatial mean of the gradients." if ok else
+          "Not yet: α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij, one number per channel "
+          "(average over the two spatial dimensions).")
+    return ok
+
+
+def check_box(box, heatmap, fraction):
+    """Exercise: the box of the largest region above fraction · max of the raw map."""
+    expected = bounding_box(heatmap, fraction)
+    ok = box is not None and tuple(int(v) for v in box) == expected
+    print("Right: that is the paper's box." if ok else
+          f"Not yet: threshold the raw map at {fraction:.0%} of its maximum, keep the largest "
+          "connected component (scipy.ndimage.label) and take its extent.")
+    return ok
