@@ -23,12 +23,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.patches import Rectangle
-from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
 from .hooks import capture_activations, enable_input_grad, model_guard, resolve_layer
+from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
 from .models import class_index
 from .plotting import show_heatmap, show_map, to_numpy_image
 from .widgets import LAYOUT, STYLE, class_picker, connect
@@ -332,26 +331,6 @@ def score_cam(model, x, classes=None, layer="last_conv", channels=None, batch_si
     return torch.stack(maps)
 
 
-# ----------------------------------------------------------------------------- boxes
-def bounding_box(heatmap, fraction, size=None):
-    """Box (x0, y0, x1, y1) around the largest connected region where map ≥ fraction · max.
-
-    The protocol of both papers (20% of the max for CAM, 15% for Grad-CAM): the *raw* map
-    is upsampled to the image size (``size`` = (H, W)) and thresholded relative to its own
-    maximum, never after a min-max normalisation. Returns None if the map has no positive value.
-    """
-    values = torch.as_tensor(heatmap, dtype=torch.float32)
-    if size is not None:
-        values = upsample(values[None], size)[0]
-    values = values.cpu().numpy()
-    if values.max() <= 0:
-        return None
-    labels, _ = ndimage.label(values >= fraction * values.max())
-    sizes = np.bincount(labels.ravel())[1:]                 # pixels per component
-    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 # ----------------------------------------------------------------------------- explorer
 class CamExplorer:
     """Everything the widget needs for one image, computed once.
@@ -413,15 +392,6 @@ class CamExplorer:
 
 
 # ----------------------------------------------------------------------------- figures
-def draw_box(ax, box, color="#00e5ff", label=None):
-    """Draw an (x0, y0, x1, y1) box on an image axis."""
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                           edgecolor=color, linewidth=2.5, label=label))
-
-
 def show_cam(image, heatmap, title=None, fraction=None, axes=None):
     """Two panels: the raw map at the layer's resolution, and the overlay on the image,
     with the box of the largest region above ``fraction`` of the max when given."""
