@@ -193,18 +193,22 @@ def guided_backprop(model, x, target):
 
 
 def smoothgrad(model, x, target, samples=50, noise=0.15, batch_size=16, rule="gradient",
-               generator=None, progress=False):
+               seed=0, progress=False):
     """SmoothGrad (Smilkov et al. 2017): M̂(x) = (1/n) Σ_k ∂S_c/∂x at x + N(0, σ²).
 
     σ = ``noise`` × (x.max() - x.min()) of each image: a *fraction of the input range*
     (the paper's 10-20 %), not an absolute standard deviation. The n noisy copies of one image
-    go through the network ``batch_size`` at a time. Returns the mean gradient (N×3×H×W);
+    go through the network ``batch_size`` at a time; every image draws its noise from a
+    generator seeded with ``seed``, so a batch gives the per-image results. Returns the mean gradient (N×3×H×W);
     show it with ``.abs().amax(1)`` like a saliency map.
     """
     targets = target_indices(target, x.shape[0])
     out = torch.zeros_like(x)
     steps = [(i, s) for i in range(x.shape[0]) for s in range(0, samples, batch_size)]
+    generator = None
     for i, start in tqdm(steps, disable=not progress, desc="SmoothGrad", leave=False):
+        if start == 0:
+            generator = torch.Generator().manual_seed(seed)
         image = x[i:i + 1]
         sigma = noise * (image.max() - image.min())
         n = min(batch_size, samples - start)
