@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils import colab  # noqa: E402
 
 README = colab.ROOT / "README.md"
-TABLE = re.compile(r"(<!-- notebooks:start -->\n).*?(\n<!-- notebooks:end -->)", re.S)
+TABLE = re.compile(r"(<!-- notebooks:start -->\n)(?:.*?\n)?(<!-- notebooks:end -->)", re.S)
 
 
 def _lines(text):
@@ -52,7 +52,7 @@ def synced_notebook(nb, name):
 def synced_readme(text):
     if not TABLE.search(text):
         raise SystemExit("README.md lacks the <!-- notebooks:start --> ... end markers.")
-    return TABLE.sub(lambda m: m.group(1) + colab.readme_table() + m.group(2), text)
+    return TABLE.sub(lambda m: m.group(1) + colab.readme_table() + "\n" + m.group(2), text)
 
 
 def main(check=False):

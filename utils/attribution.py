@@ -251,14 +251,42 @@ def completeness(model, x, target, attributions, baseline=None):
 
 
 # ----------------------------------------------------------------------------- display
-def to_grayscale(attribution):
-    """N×3×H×W attribution -> N×H×W map: max over colour channels of |·| (Simonyan's choice)."""
-    return attribution.abs().amax(dim=1)
-
-
-def to_rgb(attribution):
-    """One 3×H×W (or 1×3×H×W) signed attribution -> H×W×3 image: x / max|x| · 0.5 + 0.5."""
+def to_grayscale(attribution, percentile=99.5):
+    """One 3×H×W (or 1×3×H×W) attribution -> H×W array in [0, 1] for display: max over colour
+    channels of |·| (Simonyan's choice), divided by its ``percentile`` and clipped, so that a
+    few extreme pixels do not turn the rest of the map black."""
     a = attribution.detach().float().cpu()
     a = a[0] if a.dim() == 4 else a
-    a = a / (a.abs().max() + 1e-12) * 0.5 + 0.5
-    return a.permute(1, 2, 0).numpy()
+    m = a.abs().amax(dim=0) if a.dim() == 3 else a.abs()
+    return (m / (m.flatten().quantile(percentile / 100) + 1e-12)).clamp(0, 1).numpy()
+
+
+def to_rgb(attribution, percentile=99.0):
+    """One 3×H×W (or 1×3×H×W) signed attribution -> H×W×3 image: x / q · 0.5 + 0.5, clipped,
+    with q the ``percentile`` of |x| (grey = 0, as in the guided backprop figures)."""
+    a = attribution.detach().float().cpu()
+    a = a[0] if a.dim() == 4 else a
+    q = a.abs().flatten().quantile(percentile / 100) + 1e-12
+    return (a / q * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def saliency_box(saliency_map, quantile=0.8, sigma=8.0):
+    """Weakly supervised localisation from one H×W saliency map: (box, mask).
+
+    Simonyan et al. seed a GraphCut colour segmentation with the pixels above the 95 %
+    (object) and below the 30 % (background) quantiles of the map, then box the largest
+    connected component. We keep the idea without GraphCut: smooth the map (Gaussian,
+    ``sigma`` pixels), keep the pixels above its ``quantile``, take the largest 8-connected
+    component; box = (top, left, bottom, right), bottom/right exclusive.
+    """
+    from scipy import ndimage
+    m = saliency_map.detach().cpu().numpy() if torch.is_tensor(saliency_map) else saliency_map
+    if m.ndim != 2:
+        raise ValueError(f"saliency_box takes one H×W map, got shape {m.shape}.")
+    smooth = ndimage.gaussian_filter(m.astype("float64"), sigma)
+    above = smooth >= torch.tensor(smooth).quantile(quantile).item()
+    labels, count = ndimage.label(above, structure=[[1, 1, 1]] * 3)
+    sizes = ndimage.sum(above, labels, range(1, count + 1))
+    mask = labels == (1 + int(sizes.argmax()))
+    ys, xs = mask.nonzero()
+    return (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1), mask
