@@ -1,0 +1,182 @@
+"""Zeiler & Fergus' deconvnet: project one activation back down to pixel space.
+
+Two implementations of the same idea:
+
+* ``project_with_switches`` is the paper's machine (§2.1). Forward the image through a chain
+  of Conv2d / ReLU / MaxPool2d layers (AlexNet's and VGG's ``features``), recording the max-pool
+  **switches** (where each maximum came from). Keep one activation, zero the rest, and go
+  down: (i) **unpool** with the switches, (ii) **rectify** with a ReLU, (iii) **filter** with
+  the transposed filters (``conv_transpose2d`` with the same weights, i.e. every filter
+  flipped vertically and horizontally; no bias).
+* ``project_with_rule`` is the backward-rule shortcut: backpropagate from that activation
+  with the deconvnet ReLU rule (R_l = 1[R_(l+1) > 0] R_(l+1), forward mask ignored). Max-pool
+  backward already routes to the switches and conv backward is the transposed convolution,
+  so on AlexNet/VGG both give the same picture; the rule form also runs on networks without
+  max-pooling (the bundled EfficientNet-Lite0) and with the "gradient" or "guided" rule.
+
+Unpooling sums what two overlapping windows send to the same switch (AlexNet's 3×3 stride-2
+pools): that is the exact transpose of max-pooling. ``nn.MaxUnpool2d`` would instead keep
+only one of the colliding values.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attribution import backward_rule
+from .hooks import capture_activations, model_guard, resolve_layer
+
+SWITCH_LAYERS = (nn.Conv2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.Dropout)
+
+
+# ----------------------------------------------------------------------------- building blocks
+def unpool(y, switches, output_size):
+    """Place each value of ``y`` (N×C×h×w) at its switch in a zero N×C×H×W map (summing collisions).
+
+    ``switches`` are the flat indices returned by ``max_pool2d(..., return_indices=True)``.
+    """
+    n, c = y.shape[:2]
+    height, width = output_size[-2:]
+    out = y.new_zeros(n, c, height * width)
+    out.scatter_add_(2, switches.flatten(2), y.flatten(2))
+    return out.view(n, c, height, width)
+
+
+def transposed_filter(y, conv, input_size):
+    """Filter with the transposed conv: same weights flipped in space, channels swapped, no bias."""
+    size = tuple(input_size[-2:])
+    pad = conv.padding if isinstance(conv.padding, tuple) else (conv.padding,) * 2
+    # output_padding recovers the input size when the stride dropped some rows/columns
+    base = [(y.shape[-2 + i] - 1) * conv.stride[i] - 2 * pad[i]
+            + conv.dilation[i] * (conv.kernel_size[i] - 1) + 1 for i in range(2)]
+    extra = tuple(size[i] - base[i] for i in range(2))
+    return F.conv_transpose2d(y, conv.weight, None, conv.stride, pad, extra, conv.groups,
+                              conv.dilation)
+
+
+def switch_chain(model, layer):
+    """The modules from the input up to ``layer`` if they form a plain Conv/ReLU/MaxPool chain.
+
+    ``layer`` must sit in an ``nn.Sequential`` that takes the image (``features`` of AlexNet
+    and VGG). Otherwise raise an error that says to use ``project_with_rule``.
+    """
+    target = resolve_layer(model, layer)
+    for name, parent in model.named_modules():
+        if isinstance(parent, nn.Sequential) and any(m is target for m in parent):
+            chain = []
+            for m in parent:
+                chain.append(m)
+                if m is target:
+                    break
+            first = next(iter(model.children()), None)
+            bad = [type(m).__name__ for m in chain if not isinstance(m, SWITCH_LAYERS)]
+            if parent is first and not bad and any(isinstance(m, nn.MaxPool2d) for m in parent):
+                return chain
+            why = (f"it contains {sorted(set(bad))}" if bad else
+                   "that block is not the network's first stage" if parent is not first else
+                   "there is no max-pooling")
+            break
+    else:
+        why = "it is not inside an nn.Sequential stack of layers"
+    raise ValueError(f"Switch-based deconvnet needs a Conv2d/ReLU/MaxPool2d chain from the image "
+                     f"to {layer!r}, but {why}. Use project_with_rule(model, ...) instead, "
+                     "which works on any network with ReLU modules.")
+
+
+def pick_position(activation, channel, position=None):
+    """(y, x) of the strongest activation of ``channel`` in a C×H×W map, unless given."""
+    if position is not None:
+        return tuple(int(p) for p in position)
+    flat = int(activation[channel].flatten().argmax())
+    return divmod(flat, activation.shape[-1])
+
+
+def keep_one(activation, channel, position):
+    """A copy of a C×H×W map with every value zeroed except ``activation[channel, y, x]``."""
+    kept = torch.zeros_like(activation)
+    y, x = position
+    kept[channel, y, x] = activation[channel, y, x]
+    return kept
+
+
+# ----------------------------------------------------------------------------- projections
+@torch.no_grad()
+def project_with_switches(model, x, layer, channel, position=None):
+    """Zeiler & Fergus' deconvnet projection of one activation of ``layer`` to pixels.
+
+    Returns (projection N×3×H×W, positions [(y, x)] per image). The strongest activation of
+    ``channel`` in each image is projected unless ``position`` (y, x) is given.
+    """
+    chain = switch_chain(model, layer)
+    with model_guard(model):
+        outs = []
+        for i in range(x.shape[0]):
+            sizes, switches, h = [], [], x[i:i + 1]
+            for m in chain:                                   # forward, recording switches
+                sizes.append(h.shape)
+                if isinstance(m, nn.MaxPool2d):
+                    h, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation,
+                                          m.ceil_mode, return_indices=True)
+                    switches.append(idx)
+                else:
+                    h = m(h)
+            pos = pick_position(h[0], channel, position)
+            r = keep_one(h[0], channel, pos)[None]
+            for m, size in zip(reversed(chain), reversed(sizes)):   # down to pixels
+                if isinstance(m, nn.MaxPool2d):
+                    r = unpool(r, switches.pop(), size)          # (i) unpool
+                elif isinstance(m, (nn.ReLU, nn.ReLU6)):
+                    r = F.relu(r)                               # (ii) rectify
+                elif isinstance(m, nn.Conv2d):
+                    r = transposed_filter(r, m, size)           # (iii) transposed filters
+            outs.append((r, pos))
+    return torch.cat([o[0] for o in outs]), [o[1] for o in outs]
+
+
+def project_with_rule(model, x, layer, channel, position=None, rule="deconvnet"):
+    """Backpropagate one activation of ``layer`` to pixels with a ReLU ``rule``.
+
+    ``rule`` = "deconvnet" (Zeiler & Fergus, any network with ReLU modules), "guided" (guided
+    backprop) or "gradient" (plain gradient). The backward pass starts from the kept activation
+    itself (all others zero), so the result has the same scale as ``project_with_switches``.
+    Returns (projection N×3×H×W, positions [(y, x)] per image).
+    """
+    module = resolve_layer(model, layer)
+    with backward_rule(model, rule):
+        x = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad(), capture_activations(model, [module], detach=False) as acts:
+            model(x)
+            act = acts[module]
+            if act.dim() != 4 or not 0 <= channel < act.shape[1]:
+                raise IndexError(f"Layer {layer!r} has output shape {tuple(act.shape)}; "
+                                 f"channel {channel} is not one of its 0..{act.shape[1] - 1} maps.")
+            positions = [pick_position(a, channel, position) for a in act.detach()]
+            seed = torch.stack([keep_one(a, channel, p) for a, p in zip(act.detach(), positions)])
+            act.backward(seed)
+    return x.grad.detach(), positions
+
+
+def support_box(projection, fraction=0.02):
+    """(top, left, bottom, right) of the pixels where |projection| > fraction · max, for one
+    3×H×W projection: the part of the image that reached the unit (its effective receptive field)."""
+    energy = projection.detach().abs().amax(dim=0)
+    ys, xs = torch.nonzero(energy > fraction * energy.max(), as_tuple=True)
+    if len(ys) == 0:
+        return 0, 0, energy.shape[0], energy.shape[1]
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+@torch.no_grad()
+def top_activations(model, x, layer, channels, k=9):
+    """For each channel of ``layer``: the k images with the strongest activation, as
+    [(image index, (y, x), value), ...] sorted strongest first (one entry per image, like the
+    paper's top-9 taken over distinct validation images)."""
+    with model_guard(model), capture_activations(model, [layer]) as acts:
+        model(x)
+    act = acts[layer]
+    result = {}
+    for c in channels:
+        flat = act[:, c].flatten(1)
+        values, where = flat.max(dim=1)
+        order = values.argsort(descending=True)[:k]
+        result[c] = [(int(i), divmod(int(where[i]), act.shape[-1]), float(values[i])) for i in order]
+    return result
