@@ -146,3 +146,42 @@ def rank_correlation(a, b, absolute=True):
     if a.min() == a.max() or b.min() == b.max():
         return 0.0                                  # a constant map has no ranking
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
+
+
+# ------------------------------------------------------------------- the methods compared
+
+METHODS = ["gradient", "guided backprop", "SmoothGrad", "Integrated Gradients", "Grad-CAM",
+           "CNN-Fixations", "occlusion"]
+
+
+def explanation_map(method, model, x, target, fast=False):
+    """One method's map for one image ``x`` (1×3×H×W) and class: an H×W array, larger = more
+    important. Gradient-type maps are max over colour channels of |·| (Simonyan et al.);
+    Grad-CAM is upsampled bilinearly; CNN-Fixations is the blurred density of its points;
+    occlusion is the drop in probability, spread over the pixels each square covered.
+    ``fast`` lowers the sample counts (SmoothGrad 8, IG 16 steps, occlusion stride 32).
+    """
+    from . import attribution, cam, fixations, occlusion
+    h, w = x.shape[-2:]
+    target = int(target)
+    if method == "gradient":
+        m = attribution.saliency(model, x, target)[0]
+    elif method == "guided backprop":
+        m = attribution.guided_backprop(model, x, target)[0].abs().amax(0)
+    elif method == "SmoothGrad":
+        m = attribution.smoothgrad(model, x, target, samples=8 if fast else 25)[0].abs().amax(0)
+    elif method == "Integrated Gradients":
+        m = attribution.integrated_gradients(model, x, target, steps=16 if fast else 32)[0].abs().amax(0)
+    elif method == "Grad-CAM":
+        m = cam.upsample(cam.grad_cam(model, x, target), (h, w))[0]
+    elif method == "CNN-Fixations":
+        points = fixations.remove_outliers(fixations.backtrack(model, x, target), (h, w))
+        m = torch.as_tensor(fixations.fixation_map(points, (h, w)))
+    elif method == "occlusion":
+        stride = 32 if fast else 16
+        out = occlusion.occlusion(model, x, target, size=32, stride=stride)
+        drop = out["clean_prob"][0] - out["prob"][0]
+        m = occlusion.to_pixels(drop, 32, stride, (h, w)).nan_to_num(0.0)
+    else:
+        raise KeyError(f"Unknown method {method!r}; choose one of {METHODS}.")
+    return np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=np.float32)
