@@ -62,7 +62,7 @@ def test_dream_raises_the_layer_norm_and_keeps_the_model(lite0):
     assert after.item() > 1.1 * before.item()
     assert [tuple(o.shape[-2:]) for o in octaves] == dd.octave_sizes(96, 96)
     rgb = lite0.spec.denormalize(out)
-    assert (rgb - lite0.spec.denormalize(x)).abs().mean() > 0.02       # the image changed
+    assert (rgb - lite0.spec.denormalize(x)).abs().mean() > 0.01       # the image changed (3 steps of 1.5/255 per octave)
     assert rgb.min() >= -1e-5 and rgb.max() <= 1 + 1e-5                # stayed displayable
     assert count_hooks(lite0) == 0 and [p.requires_grad for p in lite0.parameters()] == flags
     assert not lite0.training
