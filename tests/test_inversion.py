@@ -61,3 +61,10 @@ def test_objective_falls_and_shallow_code_reconstructs_better(lite0):
 def test_layer_count_must_match(lite0):
     with pytest.raises(ValueError, match="one per image"):
         inv.invert(lite0, torch.zeros(3, 3, 32, 32), ["stem", "logits"], steps=1, progress=False)
+
+
+def test_a_step_too_large_falls_back_instead_of_giving_nan(lite0):
+    x = lite0.spec.preprocess("cat", size=32)
+    result = inv.invert(lite0, x, "logits", steps=20, lr=0.2, progress=False)
+    assert torch.isfinite(result.images).all()
+    assert result.losses[-1] <= result.losses[0]

@@ -26,7 +26,9 @@ code loads a precomputed σ_x instead.
 
 Why a loop of its own rather than ``utils.optimize.optimize_image``: that loop offers SGD
 without momentum and one fixed learning rate; the paper's recipe needs momentum 0.9 and the
-stepwise schedule with a momentum reset.
+stepwise schedule with a momentum reset. Like ``optimize_image`` it returns each image's best
+point, and an image whose energy blows up (λ_V = 100 with lr = 0.004 is close to the stability
+limit of momentum descent) restarts from its best point with half the step.
 """
 from dataclasses import dataclass, field
 
@@ -170,6 +172,8 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
             return data, data + reg
 
         previous_lr = None
+        scale = torch.ones(n, 1, 1, 1, dtype=u.dtype, device=u.device)   # per-image step scale
+        best_u, best_energy = u.clone(), torch.full((n,), float("inf"), device=u.device)
         for rate in tqdm(step_schedule(steps, lr), desc="inverting", disable=not progress,
                          leave=False):
             if rate != previous_lr:            # the official code resets momentum here
@@ -179,11 +183,24 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
             data, total = energy(u)
             grad, = torch.autograd.grad(total.sum(), u)
             with torch.no_grad():
-                velocity = momentum * velocity - rate * sigma2 * grad
-                u = u.detach() + velocity
-            result.losses.append(float(total.detach().sum()))
+                u = u.detach()
+                best = total < best_energy
+                best_u[best], best_energy[best] = u[best], total[best]
+                # safeguard (not in the paper): an image whose energy blew up goes back to
+                # its best point, loses its momentum and continues with half the step
+                bad = ~torch.isfinite(total) | (total > 10 * best_energy)
+                if bad.any():
+                    u[bad], velocity[bad], scale[bad] = best_u[bad], 0.0, scale[bad] / 2
+                    grad[bad] = 0.0
+                velocity = momentum * velocity - rate * scale * sigma2 * grad.nan_to_num()
+                u = u + velocity
+            finite = torch.where(torch.isfinite(total), total, best_energy)
+            result.losses.append(float(finite.detach().sum()))
             result.data_terms.append(data.detach().tolist())
         with torch.no_grad():
+            data, total = energy(u)
+            worse = ~(total <= best_energy)
+            u[worse] = best_u[worse]
             data, total = energy(u)
         result.losses.append(float(total.sum()))
         result.data_terms.append(data.tolist())
