@@ -1,0 +1,82 @@
+"""DeepDream: octaves, the normalised step, the guided objective, and that dreaming works."""
+import pytest
+import torch
+from torch import nn
+
+from utils import deepdream as dd
+from utils.hooks import count_hooks
+from utils.models import ModelSpec, load_model
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_model("efficientnet_lite0", device="cpu", verbose=False)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    model.spec = ModelSpec("tiny", "test", {"dream": "1"})
+    return model.eval()
+
+
+def test_octave_sizes_follow_the_recipe():
+    sizes = dd.octave_sizes(224, 320, octaves=4, scale=1.4)
+    assert len(sizes) == 4 and sizes[-1] == (224, 320)
+    assert sizes[0] == (round(224 / 1.4 ** 3), round(320 / 1.4 ** 3))  # 82 × 117
+    for (h0, w0), (h1, w1) in zip(sizes, sizes[1:]):
+        assert abs(h1 / h0 - 1.4) < 0.03 and abs(w1 / w0 - 1.4) < 0.03
+    with pytest.raises(ValueError):
+        dd.octave_sizes(100, 100, octaves=3, scale=1.0)
+
+
+def test_step_moves_pixels_by_step_size_on_average():
+    model = tiny_model()
+    rgb = 0.4 + 0.2 * torch.rand(1, 3, 16, 16)          # far from 0 and 1: nothing clipped
+    new = dd.dream_step(model, rgb, "dream", step_size=0.01, jitter=0)
+    assert abs((new - rgb).abs().mean().item() - 0.01) < 1e-6   # x += η·g/mean|g|
+
+
+def test_jitter_is_undone_after_the_step():
+    model = tiny_model()
+    rgb = 0.4 + 0.2 * torch.rand(1, 3, 16, 16)
+    plain = dd.dream_step(model, rgb, "dream", step_size=0.0, jitter=4,
+                          generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(plain, rgb)                   # a zero step returns the same image
+
+
+def test_guided_objective_gradient_is_the_best_matching_guide_feature():
+    guide = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)   # two guide vectors
+    a = torch.tensor([[3.0, 0.5], [1.0, 2.0]]).T.reshape(1, 2, 1, 2).clone().requires_grad_(True)
+    # position 0 is (3, 1): closest to guide (1, 0); position 1 is (0.5, 2): to guide (0, 1)
+    dd.guided_objective(guide)(a).sum().backward()
+    assert torch.equal(a.grad.flatten(2)[0], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_dream_raises_the_layer_norm_and_keeps_the_model(lite0):
+    x = lite0.spec.preprocess("cat", size=96)
+    before = dd.activation_norm(lite0, x, "dream")
+    flags = [p.requires_grad for p in lite0.parameters()]
+    out, octaves = dd.deepdream(lite0, x, "dream", steps=3, progress=False, return_octaves=True)
+    after = dd.activation_norm(lite0, out, "dream")
+    assert after.item() > 1.1 * before.item()
+    assert [tuple(o.shape[-2:]) for o in octaves] == dd.octave_sizes(96, 96)
+    rgb = lite0.spec.denormalize(out)
+    assert (rgb - lite0.spec.denormalize(x)).abs().mean() > 0.01       # the image changed (3 steps of 1.5/255 per octave)
+    assert rgb.min() >= -1e-5 and rgb.max() <= 1 + 1e-5                # stayed displayable
+    assert count_hooks(lite0) == 0 and [p.requires_grad for p in lite0.parameters()] == flags
+    assert not lite0.training
+
+
+def test_batch_equals_one_by_one():
+    model = tiny_model()
+    x = torch.rand(2, 3, 20, 20)
+    both = dd.deepdream(model, x, "dream", steps=2, octaves=2, jitter=0, progress=False)
+    one = torch.cat([dd.deepdream(model, x[i:i + 1], "dream", steps=2, octaves=2, jitter=0,
+                                  progress=False) for i in range(2)])
+    assert torch.allclose(both, one, atol=1e-5)
+
+
+def test_unknown_layer_says_what_to_do(lite0):
+    with pytest.raises(KeyError, match="Roles"):
+        dd.deepdream(lite0, torch.zeros(1, 3, 32, 32), "blocks.99", progress=False)

@@ -1,0 +1,56 @@
+"""Train the up-convolutional decoder of notebook 10 and save its weights in data/.
+
+    python tools/train_decoder.py                     # the shipped weights (a few CPU minutes)
+    python tools/train_decoder.py --steps 3000 --images path/to/folder   # more data, longer
+
+The encoder is the bundled EfficientNet-Lite0 up to ``blocks.4``, frozen. Training uses random
+crops of the bundled photos except the held-out ones (``utils.upconv.HELD_OUT``), which give
+the validation loss. ``--images`` adds every JPEG/PNG of a folder of your own to training.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from utils import upconv  # noqa: E402
+from utils.models import load_model  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--crops", type=int, default=1024, help="training crops (codes computed once)")
+    parser.add_argument("--size", type=int, default=48, help="crop side in pixels (multiple of 8)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--images", type=Path, help="a folder of extra training images")
+    parser.add_argument("--out", type=Path, default=upconv.WEIGHTS_PATH)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    model = load_model(upconv.ENCODER_MODEL, device="cpu", verbose=False)
+    train_names, val_names = upconv.training_split()
+    if args.images:
+        train_names += sorted(str(p) for p in args.images.iterdir()
+                              if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    start = time.perf_counter()
+    decoder, history = upconv.train_decoder(model, upconv.ENCODER_LAYER, train_names, val_names,
+                                            steps=args.steps, crops=args.crops, size=args.size,
+                                            lr=args.lr, seed=args.seed)
+    minutes = (time.perf_counter() - start) / 60
+    for step, train, val in zip(history["step"], history["train"], history["val"]):
+        print(f"step {step:5d}  train MSE {train:.4f}  held-out MSE {val:.4f}")
+    upconv.save_decoder(decoder, args.out, layer=upconv.ENCODER_LAYER, steps=args.steps,
+                        crops=args.crops, size=args.size, lr=args.lr, held_out=val_names,
+                        val_mse=history["val"][-1], minutes=round(minutes, 1))
+    print(f"{minutes:.1f} min; saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    return history
+
+
+if __name__ == "__main__":
+    main()

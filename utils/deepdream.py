@@ -1,0 +1,181 @@
+"""DeepDream: make a layer see more of what it already sees (google/deepdream, 2015).
+
+Gradient *ascent* on the image for the objective ½‖a_L(x)‖², the squared L2 norm of one
+layer's activations, whose gradient with respect to the activations is simply a_L: every
+unit that fires is asked to fire more. The recipe of the original ``dream.ipynb``:
+
+* **step**   x ← x + η · g / mean(|g|),  g = ∇ₓ ½‖a_L‖²,  η = 1.5 in 0–255 pixel units;
+* **jitter** roll the image by a random (dy, dx) ∈ [−32, 32]² before the step, roll back after
+  (the dream does not lock onto the pixel grid);
+* **clip**   keep the pixels valid (0–255 there, [0, 1] here);
+* **octaves** dream first on a small copy (4 octaves, each 1.4× smaller than the next),
+  then carry the *detail* it added (x − base) up to the next size and keep dreaming.
+
+Adaptation to torchvision: we keep the image in RGB [0, 1] while stepping and normalise it
+inside the forward pass, so η = 1.5/255 and the clip to [0, 1] are exact, whatever the
+model's mean and std are.
+
+Why this module has its own short loop instead of ``utils.optimize.optimize_image``: the
+DeepDream step divides the gradient by its mean absolute value, rolls the image before and
+after each step and changes the image size between octaves; none of the optimisers there
+(L-BFGS, Adam, SGD on a fixed-size image) does that.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .hooks import model_guard, resolve_layer
+
+STEP_SIZE = 1.5 / 255       # google/deepdream's step_size=1.5 on 0–255 images
+JITTER = 32                 # pixels
+OCTAVES = 4
+OCTAVE_SCALE = 1.4
+STEPS_PER_OCTAVE = 10
+
+
+class _Stop(Exception):
+    """Raised by a hook once the layer we need has been computed (skips the rest of the net)."""
+
+
+def layer_output(model, x, layer):
+    """Output of ``layer`` (role or module path) for input ``x``, keeping the graph.
+
+    The forward pass stops right after the layer: DeepDream never needs the logits.
+    """
+    module = resolve_layer(model, layer)
+    store = {}
+
+    def hook(_module, _inputs, output):
+        store["out"] = output
+        raise _Stop
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if "out" not in store:
+        raise RuntimeError(f"Layer {layer!r} was not used in the forward pass.")
+    return store["out"]
+
+
+def l2_objective(activations):
+    """½‖a‖² per image (a vector of length N): the DeepDream objective."""
+    return 0.5 * activations.pow(2).flatten(1).sum(1)
+
+
+def guided_objective(guide_features):
+    """The guided dream of dream.ipynb: each position of ``a`` is pulled towards the guide
+    feature vector it already resembles most (largest dot product).
+
+    In the original, the gradient at the layer is set to y[:, argmax(aᵀy)]; the objective
+    Σ_positions a · y_best has exactly that gradient. ``guide_features`` is 1×C×h×w.
+    """
+    y = guide_features.detach().flatten(2)[0]                  # C × M
+
+    def objective(activations):
+        a = activations.flatten(2)                              # N × C × P
+        best = torch.einsum("ncp,cm->npm", a, y).argmax(dim=2)  # N × P: best guide position
+        matched = y[:, best].permute(1, 0, 2)                   # N × C × P
+        return (a * matched.detach()).sum(dim=(1, 2))
+
+    return objective
+
+
+def octave_sizes(height, width, octaves=OCTAVES, scale=OCTAVE_SCALE):
+    """(h, w) of each octave, smallest first; the last one is the image's own size."""
+    if octaves < 1 or scale <= 1:
+        raise ValueError("Use at least 1 octave and an octave scale above 1 (e.g. 4 and 1.4).")
+    return [(max(1, round(height / scale ** i)), max(1, round(width / scale ** i)))
+            for i in reversed(range(octaves))]
+
+
+def dream_step(model, rgb, layer, objective=l2_objective, step_size=STEP_SIZE, jitter=JITTER,
+               generator=None):
+    """One DeepDream step on RGB images in [0, 1] (N×3×H×W); returns the new images.
+
+        roll by (dy, dx);  g = ∇ objective(a_L);  x ← x + η·g/mean|g|  (per image);
+        roll back;  clip to [0, 1]
+    """
+    dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+              if jitter else (0, 0))
+    shifted = torch.roll(rgb.detach(), (dy, dx), dims=(2, 3)).requires_grad_(True)
+    score = objective(layer_output(model, model.spec.normalize(shifted), layer)).sum()
+    grad, = torch.autograd.grad(score, shifted)
+    grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    stepped = shifted.detach() + step_size * grad
+    return torch.roll(stepped, (-dy, -dx), dims=(2, 3)).clamp(0, 1)
+
+
+def _resize(rgb, size):
+    if tuple(rgb.shape[-2:]) == tuple(size):
+        return rgb
+    return F.interpolate(rgb, size=size, mode="bilinear", align_corners=False,
+                         antialias=size[0] < rgb.shape[-2])
+
+
+def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
+              octave_scale=OCTAVE_SCALE, step_size=STEP_SIZE, jitter=JITTER, guide=None,
+              seed=0, progress=True, return_octaves=False):
+    """Dream on the normalised image batch ``x`` at ``layer``; return the dreamed batch (normalised).
+
+    ``guide``: an optional normalised guide image (1×3×h×w) for a guided dream.
+    ``return_octaves=True`` also returns the RGB result at the end of each octave.
+    The model is left exactly as found (``model_guard``), the run is repeatable (``seed``).
+    """
+    spec = model.spec
+    resolve_layer(model, layer)                  # fail early, with a clear message
+    generator = torch.Generator().manual_seed(seed)
+    base = spec.denormalize(x.detach()).clamp(0, 1)
+    sizes = octave_sizes(*base.shape[-2:], octaves=octaves, scale=octave_scale)
+    per_octave = []
+    with model_guard(model, freeze=True):
+        objective = l2_objective
+        if guide is not None:
+            with torch.no_grad():
+                objective = guided_objective(layer_output(model, guide, layer))
+        detail = torch.zeros_like(_resize(base, sizes[0]))
+        bar = tqdm(total=steps * len(sizes), desc="dreaming", disable=not progress, leave=False)
+        for size in sizes:
+            octave_base = _resize(base, size)
+            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+            image = (octave_base + detail).clamp(0, 1)
+            for _ in range(steps):
+                image = dream_step(model, image, layer, objective, step_size,
+                                   min(jitter, max(size) // 2), generator)
+                bar.update(1)
+            detail = image - octave_base
+            per_octave.append(image.detach())
+        bar.close()
+    out = spec.normalize(per_octave[-1])
+    return (out, per_octave) if return_octaves else out
+
+
+def activation_norm(model, x, layer):
+    """‖a_L(x)‖ per image, to check that dreaming made the layer fire more."""
+    with torch.no_grad(), model_guard(model):
+        return layer_output(model, x, layer).flatten(1).norm(dim=1)
+
+
+def dream_zoom(model, x, layer="dream", frames=4, zoom=0.05, **dream_args):
+    """The "infinite zoom" of dream.ipynb: dream, zoom in by ``zoom``, dream again.
+
+    Returns the list of frames (normalised). Each frame re-dreams the zoomed previous one.
+    """
+    spec = model.spec
+    frames_out = []
+    h, w = x.shape[-2:]
+    current = x
+    for _ in tqdm(range(frames), desc="zoom frames", leave=False):
+        current = deepdream(model, current, layer, progress=False, **dream_args)
+        frames_out.append(current)
+        rgb = spec.denormalize(current)
+        crop_h, crop_w = math.ceil(h * (1 - zoom)), math.ceil(w * (1 - zoom))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        rgb = rgb[..., top:top + crop_h, left:left + crop_w]
+        current = spec.normalize(_resize(rgb, (h, w)).clamp(0, 1))
+    return frames_out

@@ -1,0 +1,216 @@
+"""Inverting a representation by optimisation (Mahendran & Vedaldi, CVPR 2015).
+
+Given only the code Φ₀ = Φ(x₀) that a layer computed for an unknown image x₀, look for an
+image whose code is the same, among images that look natural:
+
+    x* = argmin_x  ‖Φ(x) − Φ₀‖² / ‖Φ₀‖²
+                   + (λ_α/2 · Σ|x|^α  +  λ_V/2 · Σ_ij ((x_i,j+1 − x_ij)² + (x_i+1,j − x_ij)²)^(β/2)) / σ_x²
+
+* the data term is divided by ‖Φ₀‖², so every layer's error reads "fraction of the code";
+* α = 6 keeps pixels in range (a soft box), TV^β with β = 2 keeps them smooth (β = 1 gives
+  spikes, paper Fig. 2);
+* σ_x is the norm of a typical image, so the regularisers read "per typical image".
+
+We follow the official code (deep-goggle ``invert_nn.m``, ``experiment_cnn.m``):
+λ_α = 8e-10, λ_V = 1, 10, 100 for the first, middle and last third of the network,
+start from Gaussian noise with norm σ_x, and gradient descent with momentum 0.9,
+
+    v ← 0.9·v − lr·σ_x²·∇E(x),   x ← x + v,   lr = 0.004 × (1, 0.1, 0.01) for 1/4, 1/2, 1/4
+    of the iterations (100/200/100 in the paper), v reset to 0 whenever lr changes.
+
+Adaptation to torchvision: the constants were tuned for Caffe images, 0–255 with the mean
+subtracted. We optimise exactly that quantity, u = 255·(rgb − ImageNet mean), and turn it into
+the model's input inside the loss, so λ_α, λ_V and lr keep their meaning for every model.
+σ_x = √(number of values) × 255 × 0.226 (the ImageNet pixel standard deviation); the official
+code loads a precomputed σ_x instead.
+
+Why a loop of its own rather than ``utils.optimize.optimize_image``: that loop offers SGD
+without momentum and one fixed learning rate; the paper's recipe needs momentum 0.9 and the
+stepwise schedule with a momentum reset. Like ``optimize_image`` it returns each image's best
+point, and an image whose energy blows up (λ_V = 100 with lr = 0.004 is close to the stability
+limit of momentum descent) restarts from its best point with half the step.
+"""
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .hooks import capture_activations, model_guard, resolve_layer
+from .models import IMAGENET_MEAN
+
+ALPHA = 6                 # the α-norm exponent of the experiments
+BETA = 2                  # TV^β exponent for CNNs
+LAMBDA_ALPHA = 8e-10      # deep-goggle experiment_cnn.m (for 0–255 images)
+LAMBDA_TV = (1.0, 10.0, 100.0)   # first, middle, last third of the layers
+LR = 0.004
+MOMENTUM = 0.9
+PIXEL_STD_255 = 255 * 0.226      # typical standard deviation of a pixel, in 0–255 units
+LOGITS = "logits"                # the name used here for the network's output
+
+
+def to_model_input(u, spec):
+    """Caffe-style u = 255·(rgb − ImageNet mean) -> the model's normalised input."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=u.dtype, device=u.device).view(1, 3, 1, 1)
+    return spec.normalize(u / 255 + mean)
+
+
+def from_model_input(x, spec):
+    """The model's normalised input -> u = 255·(rgb − ImageNet mean)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return 255 * (spec.denormalize(x) - mean)
+
+
+def alpha_norm(u, alpha=ALPHA):
+    """Σ |u|^α per image (vector of length N)."""
+    return u.abs().pow(alpha).flatten(1).sum(1)
+
+
+def tv_beta(u, beta=BETA):
+    """Σ_ij ((u_i,j+1 − u_ij)² + (u_i+1,j − u_ij)²)^(β/2) per image; last row/column repeat."""
+    dx = torch.cat([u[..., :, 1:], u[..., :, -1:]], dim=-1) - u
+    dy = torch.cat([u[..., 1:, :], u[..., -1:, :]], dim=-2) - u
+    squared = dx.pow(2) + dy.pow(2)
+    if beta == 2:
+        return squared.flatten(1).sum(1)
+    return (squared + 1e-8).pow(beta / 2).flatten(1).sum(1)
+
+
+def typical_norm(shape):
+    """σ_x: the norm of a typical image of this shape (C×H×W) in 0–255 units."""
+    c, h, w = shape[-3:]
+    return (c * h * w) ** 0.5 * PIXEL_STD_255
+
+
+def layer_order(model):
+    """Module paths in the order they run (one forward pass at 32 px), ending with "logits"."""
+    order = []
+    handles = [m.register_forward_hook(lambda mod, i, o, n=name: order.append(n))
+               for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad(), model_guard(model):
+            model(torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return list(dict.fromkeys(order)) + [LOGITS]
+
+
+def default_tv_lambda(model, layer):
+    """λ_V by depth, as in the official code: 1, 10, 100 for the first, middle, last third."""
+    if layer == LOGITS:
+        return LAMBDA_TV[2]
+    order = layer_order(model)
+    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
+    if path not in order:
+        resolve_layer(model, layer)          # raises a clear error for a wrong name
+    depth = order.index(path) / (len(order) - 1)
+    return LAMBDA_TV[min(int(depth * 3), 2)]
+
+
+def features(model, x, layers):
+    """{layer: Φ_layer(x)} for the given layers ("logits" = the model output), with the graph."""
+    named = [l for l in layers if l != LOGITS]
+    with capture_activations(model, named, detach=False) as acts:
+        logits = model(x)
+    out = {l: acts[l] for l in named}
+    if LOGITS in layers:
+        out[LOGITS] = logits
+    return out
+
+
+def step_schedule(steps, lr=LR):
+    """lr for each iteration: 1×lr for the first quarter, 0.1× for the half, 0.01× after."""
+    first, second = round(steps / 4), round(3 * steps / 4)
+    return [lr if t < first else lr * 0.1 if t < second else lr * 0.01 for t in range(steps)]
+
+
+@dataclass
+class Inversion:
+    """What ``invert`` returns."""
+    images: torch.Tensor          # N×3×H×W, the model's normalised input
+    layers: list                  # the layer each image was reconstructed from
+    losses: list                  # total energy (summed over the batch) at each iteration
+    data_terms: list = field(default_factory=list)   # ‖Φ(x)−Φ₀‖²/‖Φ₀‖² per image, each iteration
+
+
+def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, beta=BETA,
+           lambda_alpha=LAMBDA_ALPHA, lambda_tv=None, seed=0, progress=True):
+    """Reconstruct each image of the batch ``x0`` from its code at ``layers[i]``.
+
+    ``layers`` is one layer (used for every image) or one per image; "logits" is the output.
+    Several layers of one photo at once: ``invert(model, x.repeat(k, 1, 1, 1), k_layers)``.
+    ``lambda_tv``: None = by depth (``default_tv_lambda``), a number, or one per image.
+    Images do not interact (eval mode), so the batch equals inverting one by one.
+    """
+    spec = model.spec
+    n = x0.shape[0]
+    layers = [layers] * n if isinstance(layers, str) else list(layers)
+    if len(layers) != n:
+        raise ValueError(f"Give one layer, or one per image: {n} images, {len(layers)} layers.")
+    if lambda_tv is None:
+        lambda_tv = [default_tv_lambda(model, l) for l in layers]
+    lam_tv = torch.as_tensor(lambda_tv, dtype=x0.dtype, device=x0.device).expand(n)
+    wanted = list(dict.fromkeys(layers))
+    sigma2 = typical_norm(x0.shape) ** 2
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    u = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * sigma2 ** 0.5
+    velocity = torch.zeros_like(u)
+    result = Inversion(images=None, layers=layers, losses=[])
+
+    with model_guard(model, freeze=True):
+        with torch.no_grad():
+            target_all = features(model, x0, wanted)
+        targets = [target_all[l][i] for i, l in enumerate(layers)]
+        norms = torch.stack([t.pow(2).sum() for t in targets])
+
+        def energy(u):
+            feats = features(model, to_model_input(u, spec), wanted)
+            data = torch.stack([(feats[l][i] - targets[i]).pow(2).sum()
+                                for i, l in enumerate(layers)]) / norms
+            reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lam_tv / 2 * tv_beta(u, beta)) / sigma2
+            return data, data + reg
+
+        previous_lr = None
+        scale = torch.ones(n, 1, 1, 1, dtype=u.dtype, device=u.device)   # per-image step scale
+        best_u, best_energy = u.clone(), torch.full((n,), float("inf"), device=u.device)
+        for rate in tqdm(step_schedule(steps, lr), desc="inverting", disable=not progress,
+                         leave=False):
+            if rate != previous_lr:            # the official code resets momentum here
+                velocity.zero_()
+                previous_lr = rate
+            u.requires_grad_(True)
+            data, total = energy(u)
+            grad, = torch.autograd.grad(total.sum(), u)
+            with torch.no_grad():
+                u = u.detach()
+                best = total < best_energy
+                best_u[best], best_energy[best] = u[best], total[best]
+                # safeguard (not in the paper): an image whose energy blew up goes back to
+                # its best point, loses its momentum and continues with half the step
+                bad = ~torch.isfinite(total) | (total > 10 * best_energy)
+                if bad.any():
+                    u[bad], velocity[bad], scale[bad] = best_u[bad], 0.0, scale[bad] / 2
+                    grad[bad] = 0.0
+                velocity = momentum * velocity - rate * scale * sigma2 * grad.nan_to_num()
+                u = u + velocity
+            finite = torch.where(torch.isfinite(total), total, best_energy)
+            result.losses.append(float(finite.detach().sum()))
+            result.data_terms.append(data.detach().tolist())
+        with torch.no_grad():
+            data, total = energy(u)
+            worse = ~(total <= best_energy)
+            u[worse] = best_u[worse]
+            data, total = energy(u)
+        result.losses.append(float(total.sum()))
+        result.data_terms.append(data.tolist())
+    result.images = to_model_input(u.detach(), spec)
+    return result
+
+
+def psnr(x, y, spec):
+    """Peak signal-to-noise ratio in dB between two normalised images, on RGB clamped to [0, 1]."""
+    a = spec.denormalize(x).clamp(0, 1)
+    b = spec.denormalize(y).clamp(0, 1)
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-12))

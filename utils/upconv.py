@@ -1,0 +1,176 @@
+"""Inverting a representation with a trained up-convolutional network (Dosovitskiy & Brox, CVPR 2016).
+
+Instead of optimising one image per code (``utils.inversion``), train a decoder f once so
+that f(Φ(x)) ≈ x for all images, with the encoder Φ frozen:
+
+    min_w  Σ_i ‖x_i − f(Φ(x_i); w)‖²                      (pixel MSE, the paper's loss)
+
+then inverting a new code is one forward pass. The paper decodes AlexNet layers with
+convolutions followed by stride-2 up-convolutions and LeakyReLU(0.2), trained on ImageNet.
+
+Our small version, sized for a CPU and the bundled photos:
+
+* encoder: the bundled EfficientNet-Lite0 up to ``blocks.4`` (40 channels, 1/8 of the input
+  size), the default model offline;
+* decoder: two 3×3 convolutions, three 4×4 stride-2 up-convolutions (×8 in size), a 3×3
+  convolution to RGB, LeakyReLU(0.2) after every layer but the last (≈0.15 M weights, 0.3 MB in float16);
+* data: random 48-px crops, at random scales and flips, of the bundled photos, with
+  ``HELD_OUT`` never used in training (they give the validation loss and the comparison in
+  notebook 10). Adam with lr 1e-3 (the paper: 1e-4 for far longer training).
+
+``tools/train_decoder.py`` retrains it and writes ``data/decoder_lite0_blocks4.pt``.
+"""
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from .hooks import model_guard
+from .images import DATA_DIR, load_image, sample_images
+from .deepdream import layer_output
+
+ENCODER_MODEL = "efficientnet_lite0"
+ENCODER_LAYER = "blocks.4"
+STRIDE = 8                                  # blocks.4 is 1/8 of the input size
+HELD_OUT = ("cat", "astronaut")             # never seen in training
+WEIGHTS_PATH = DATA_DIR / "decoder_lite0_blocks4.pt"
+
+
+class UpConvDecoder(nn.Module):
+    """Φ(x) (C×h×w) -> RGB image (3×8h×8w), values nominally in [0, 1]."""
+
+    def __init__(self, in_channels=40, width=64):
+        super().__init__()
+        act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), act(),
+            nn.Conv2d(width, width, 3, padding=1), act())
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(width, 64, 4, stride=2, padding=1), act(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), act(),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), act(),
+            nn.Conv2d(16, 3, 3, padding=1))
+
+    def forward(self, code):
+        return self.up(self.body(code))
+
+
+def random_crops(names, count, size=64, seed=0):
+    """``count`` RGB crops (count×3×size×size in [0, 1]) of the named images: random scale
+    (shorter side 1.5–4 × ``size``), random position, random horizontal flip."""
+    generator = torch.Generator().manual_seed(seed)
+    images = [load_image(n) for n in names]
+    crops = []
+    for i in range(count):
+        image = images[i % len(images)]
+        side = int(size * (1.5 + 2.5 * torch.rand(1, generator=generator).item()))
+        scale = side / min(image.size)
+        resized = image.resize((max(size, round(image.width * scale)),
+                                max(size, round(image.height * scale))), Image.BICUBIC)
+        top = int(torch.randint(0, resized.height - size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, resized.width - size + 1, (1,), generator=generator))
+        crop = TF.to_tensor(resized.crop((left, top, left + size, top + size)))
+        if torch.rand(1, generator=generator).item() < 0.5:
+            crop = crop.flip(-1)
+        crops.append(crop)
+    return torch.stack(crops)
+
+
+@torch.no_grad()
+def encode(model, rgb, layer=ENCODER_LAYER, batch_size=64):
+    """Φ(x) for RGB images in [0, 1], in batches, with the model left as found."""
+    with model_guard(model):
+        return torch.cat([layer_output(model, model.spec.normalize(rgb[i:i + batch_size]), layer)
+                          for i in range(0, len(rgb), batch_size)])
+
+
+def training_split():
+    """(training image names, held-out image names) among the bundled photos."""
+    return [n for n in sample_images() if n not in HELD_OUT], list(HELD_OUT)
+
+
+def train_decoder(model, layer=ENCODER_LAYER, train_names=None, val_names=None, steps=600,
+                  crops=1024, val_crops=256, size=48, batch_size=16, lr=1e-3, width=64,
+                  eval_every=100, seed=0, progress=True):
+    """Train an ``UpConvDecoder`` for ``layer`` of ``model``; return (decoder, history).
+
+    ``history`` = {"step": [...], "train": [...], "val": [...]}: mean pixel MSE (RGB in [0, 1])
+    on the training batches since the last evaluation and on the held-out crops.
+    Codes are computed once for a fixed set of crops (the encoder is frozen), so each step
+    costs only the decoder.
+    """
+    default_train, default_val = training_split()
+    train_names = train_names or default_train
+    val_names = val_names or default_val
+    torch.manual_seed(seed)
+    x_train = random_crops(train_names, crops, size, seed)
+    x_val = random_crops(val_names, val_crops, size, seed + 1)
+    code_train, code_val = encode(model, x_train, layer), encode(model, x_val, layer)
+    decoder = UpConvDecoder(code_train.shape[1], width)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr, betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    history = {"step": [], "train": [], "val": []}
+    generator = torch.Generator().manual_seed(seed)
+    running = []
+
+    def validate():
+        decoder.eval()
+        with torch.no_grad():
+            value = float(F.mse_loss(decoder(code_val), x_val))
+        decoder.train()
+        return value
+
+    history["step"].append(0)
+    history["train"].append(math.nan)
+    history["val"].append(validate())
+    bar = tqdm(range(1, steps + 1), desc="training decoder", disable=not progress, leave=False)
+    for step in bar:
+        index = torch.randint(0, len(x_train), (batch_size,), generator=generator)
+        loss = F.mse_loss(decoder(code_train[index]), x_train[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            history["step"].append(step)
+            history["train"].append(sum(running) / len(running))
+            history["val"].append(validate())
+            running = []
+            bar.set_postfix(val=f"{history['val'][-1]:.4f}")
+    decoder.eval()
+    return decoder, history
+
+
+def save_decoder(decoder, path=WEIGHTS_PATH, **info):
+    """Save the weights (float16: half the size, no visible difference) and how they were made."""
+    state = {k: v.half() for k, v in decoder.state_dict().items()}
+    torch.save({"state_dict": state, "in_channels": decoder.body[0].in_channels,
+                "width": decoder.body[0].out_channels, "info": info}, Path(path))
+
+
+def load_decoder(path=WEIGHTS_PATH):
+    """The decoder saved by ``save_decoder`` (the shipped one by default), in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No decoder weights at {path}. Train them with "
+                                "`python tools/train_decoder.py`.")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    decoder = UpConvDecoder(saved["in_channels"], saved["width"])
+    decoder.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    decoder.info = saved.get("info", {})
+    return decoder.eval()
+
+
+@torch.no_grad()
+def reconstruct(decoder, model, x, layer=ENCODER_LAYER):
+    """Decoder's reconstruction of the normalised images ``x`` (side a multiple of 8), normalised."""
+    if x.shape[-1] % STRIDE or x.shape[-2] % STRIDE:
+        raise ValueError(f"Image sides must be multiples of {STRIDE}; got {tuple(x.shape[-2:])}.")
+    rgb = decoder(encode(model, model.spec.denormalize(x).clamp(0, 1), layer)).clamp(0, 1)
+    return model.spec.normalize(rgb)
