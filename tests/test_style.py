@@ -240,8 +240,8 @@ def test_style_image_falls_back_offline(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(style, "offline", lambda: False)
     image = style.style_image("starry_night", tmp_path, no_network)
-    assert "bundled 'flower'" in capsys.readouterr().out
-    assert image.size == style.load_image("flower").size
+    assert "bundled 'coffee'" in capsys.readouterr().out
+    assert image.size == style.load_image("coffee").size
     # online with a working fetch: the painting is what comes back
     from PIL import Image
     import io

@@ -229,7 +229,7 @@ PAINTINGS = {
                "960px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
         "sha256": None,           # pinned on first download (see ``fetch_cached``)
         "credit": "Vincent van Gogh, The Starry Night (1889), public domain, via Wikimedia Commons",
-        "fallback": "flower",
+        "fallback": "coffee",
     },
 }
 CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
