@@ -106,7 +106,9 @@ def _vgg_layers(relu_ends, style, content):
     return {"first_conv": "features.0", "stages": [f"features.{i}" for i in relu_ends],
             "last_conv": f"features.{relu_ends[-1]}", "penultimate": "classifier.4",
             "classifier": "classifier.6", "dream": f"features.{relu_ends[3]}",
-            "content": content, "style": style}
+            "content": content, "style": style,
+            # Gatys 2015 texture layers: conv1_1 (its ReLU), pool1 ... pool4
+            "texture": ["features.1"] + [f"features.{i + 1}" for i in relu_ends[:4]]}
 
 
 REGISTRY = {
@@ -144,7 +146,10 @@ REGISTRY = {
          "stages": ["stem", "blocks.2.depthwise", "blocks.4.depthwise", "blocks.10.depthwise",
                     "head"],
          "last_conv": "head", "penultimate": "pool", "classifier": "fc", "dream": "blocks.10",
-         "content": "blocks.7", "style": ["stem", "blocks.2", "blocks.4", "blocks.10", "blocks.14"]},
+         "content": "blocks.7",
+         # post-ReLU6 layers, one per resolution; block outputs (linear) give noisy textures
+         "style": ["stem", "blocks.1.expand", "blocks.3.expand", "blocks.5.expand", "blocks.11.expand"],
+         "texture": ["stem", "blocks.1.expand", "blocks.2.expand", "blocks.3.expand", "blocks.4.expand"]},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), has_maxpool=False,
         notes="3×3 stride-2 stem, ReLU6, no max-pooling, global average pooling + FC head."),
 }

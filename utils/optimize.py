@@ -40,6 +40,7 @@ class OptimResult:
     stopped: bool = False                # True if interrupted or stopped early
     seconds: float = 0.0
     parts: dict = field(default_factory=dict)       # last value of each named loss term
+    evaluations: int = 0                 # forward+backward passes (L-BFGS line search adds some)
 
     @property
     def reduction(self):
@@ -95,7 +96,9 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
             raise FloatingPointError("The loss became NaN or infinite: lower the learning "
                                      "rate or the loss weights.")
         loss.backward()
-        last.update(loss=float(loss), parts=parts)
+        result.evaluations += 1
+        if not last:          # the first call of a step scores x itself (later: line search)
+            last.update(loss=float(loss.detach()), parts=parts)
         return loss
 
     start = time.perf_counter()
@@ -108,10 +111,12 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
                     result.stopped = True
                     break
                 before = x.detach().clone()
+                last.clear()
                 opt.step(closure)
                 with torch.no_grad():
                     if low is not None or high is not None:
                         x.copy_(x.clamp(min=low, max=high))
+                        _tell_lbfgs_the_step(opt, x, before)
                 # the loss reported is the one evaluated at the start of the iteration (x before the step)
                 result.losses.append(last["loss"])
                 result.parts = dict(last["parts"])
@@ -136,7 +141,21 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
     return result
 
 
-def white_noise_like(x, low, high, generator=None):
-    """Uniform white noise in the valid range (the start image of Gatys et al.)."""
+def _tell_lbfgs_the_step(opt, x, before):
+    """After clamping, the step taken is x − before, not the t·d L-BFGS planned. L-BFGS builds
+    its next curvature pair from s = t·d, so we store the real step there (t = 1)."""
+    state = opt.state.get(x) if isinstance(opt, torch.optim.LBFGS) else None
+    if state and "d" in state:
+        state["d"] = (x - before).flatten()
+        state["t"] = 1.0
+
+
+def white_noise_like(x, low, high, amplitude=1.0, generator=None):
+    """White noise in the valid range (the start image of Gatys et al.), around mid-gray.
+
+    ``amplitude=1`` fills the whole range [low, high] uniformly; smaller values give fainter
+    noise, uniform in ``mid ± amplitude·(high − low)/2``.
+    """
     u = torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
-    return low + u * (high - low)
+    mid, half = (low + high) / 2, (high - low) / 2
+    return mid + amplitude * (2 * u - 1) * half

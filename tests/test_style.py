@@ -1,0 +1,251 @@
+"""Texture synthesis and style transfer (utils/style.py) and the image optimiser (utils/optimize.py)."""
+import threading
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from utils import style
+from utils.hooks import capture_activations, count_hooks
+from utils.models import REGISTRY, load_model
+from utils.optimize import optimize_image, white_noise_like
+
+FAST_STEPS = 30          # what notebook 07 runs in fast mode
+
+
+@pytest.fixture(scope="module")
+def lite():
+    return load_model("efficientnet_lite0", device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def brick(lite):
+    return lite.spec.preprocess("brick", size=64)
+
+
+def test_gram_matrix_by_hand():
+    # two channels over four positions: a = (1, 2, 0, -1), b = (3, 0, 1, 1)
+    f = torch.tensor([[[[1., 2.], [0., -1.]], [[3., 0.], [1., 1.]]]])
+    aa, ab, bb = 1 + 4 + 0 + 1, 3 + 0 + 0 - 1, 9 + 0 + 1 + 1
+    expected = torch.tensor([[aa, ab], [ab, bb]]) / 4
+    assert torch.allclose(style.gram_matrix(f)[0], expected)
+
+
+def test_gram_of_a_batch_equals_each_image():
+    f = torch.randn(3, 5, 4, 6)
+    batch = style.gram_matrix(f)
+    for i in range(3):
+        assert torch.allclose(batch[i], style.gram_matrix(f[i:i + 1])[0], atol=1e-6)
+
+
+def test_gram_loss_by_hand():
+    g, t = torch.zeros(1, 2, 2), torch.tensor([[[1., 2.], [0., 3.]]])
+    # ||G - T||^2 = 1 + 4 + 0 + 9 = 14; / (4 N^2) with N = 2 -> 14 / 16; weight 0.5
+    assert style.gram_loss({"a": g}, {"a": t}, {"a": 0.5}).item() == pytest.approx(0.5 * 14 / 16)
+
+
+def test_total_variation_by_hand():
+    x = torch.tensor([[[[0., 1.], [2., 4.]]]])
+    # right differences 1, 2 -> squares 1, 4, mean 2.5; down differences 2, 3 -> 4, 9, mean 6.5
+    assert style.total_variation(x).item() == pytest.approx(9.0)
+    assert style.total_variation(torch.ones(1, 3, 8, 8)).item() == 0
+
+
+def test_style_loss_of_an_image_with_itself_is_zero(lite, brick):
+    layers = style.style_layers(lite)
+    targets = style.gram_targets(lite, brick, layers)
+    grams = {k: style.gram_matrix(f) for k, f in style.layer_outputs(lite, brick, layers).items()}
+    assert style.gram_loss(grams, targets).item() == 0
+    other = lite.spec.preprocess("gravel", size=64)
+    grams = {k: style.gram_matrix(f) for k, f in style.layer_outputs(lite, other, layers).items()}
+    assert style.gram_loss(grams, targets).item() > 0
+
+
+def test_gram_is_blind_to_position_content_is_not(lite, brick):
+    # a circular shift moves every feature but keeps (almost) all co-occurrences
+    layers = style.texture_layers(lite)[:2]
+    shifted = torch.roll(brick, shifts=(16, 16), dims=(2, 3))
+    targets = style.gram_targets(lite, brick, layers)
+    grams = {k: style.gram_matrix(f) for k, f in style.layer_outputs(lite, shifted, layers).items()}
+    relative_gram = style.gram_loss(grams, targets) / sum((t ** 2).sum() / (4 * t.shape[-1] ** 2)
+                                                          for t in targets.values())
+    layer = style.content_layer(lite)
+    f0 = style.layer_outputs(lite, brick, [layer])[layer]
+    f1 = style.layer_outputs(lite, shifted, [layer])[layer]
+    relative_content = ((f1 - f0) ** 2).sum() / (f0 ** 2).sum()
+    assert relative_gram < 0.05 < relative_content
+
+
+def test_early_stop_gives_the_same_features(lite, brick):
+    layers = ["stem", "blocks.3.expand"]
+    with torch.no_grad():
+        fast = style.layer_outputs(lite, brick, layers)
+        with capture_activations(lite, layers) as full:
+            lite(brick)
+    for name in layers:
+        assert torch.equal(fast[name], full[name])
+    assert count_hooks(lite) == 0
+
+
+def test_texture_loss_falls_tenfold_and_model_is_untouched(lite, brick):
+    before = {k: v.clone() for k, v in lite.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in lite.named_parameters()}
+    lite.train()                                      # the method must restore this too
+    result = style.synthesize_texture(lite, brick, steps=FAST_STEPS, noise=0.1, progress=False)
+    assert result.losses[0] / min(result.losses) >= 10
+    assert all(torch.equal(before[k], v) for k, v in lite.state_dict().items())
+    assert all(p.grad is None for p in lite.parameters())
+    assert {n: p.requires_grad for n, p in lite.named_parameters()} == flags
+    assert lite.training                              # mode restored as found
+    assert count_hooks(lite) == 0
+    lite.eval()
+    low, high = lite.spec.valid_range()
+    assert (result.image >= low - 1e-6).all() and (result.image <= high + 1e-6).all()
+
+
+def test_style_transfer_loss_falls_and_reruns_identically(lite):
+    content = lite.spec.preprocess("cat", size=64)
+    painting = lite.spec.preprocess("flower", size=80)        # resized to the content size
+    runs = [style.transfer_style(lite, content, painting, ratio=1e-5, steps=10, init="content",
+                                 tv_weight=1.0, progress=False) for _ in range(2)]
+    assert torch.equal(runs[0].image, runs[1].image)
+    assert runs[0].losses[-1] < runs[0].losses[0]
+    assert set(runs[0].parts) == {"content", "style", "tv"}
+    with pytest.raises(ValueError, match="init must be"):
+        style.transfer_style(lite, content, painting, steps=1, init="zeros", progress=False)
+
+
+def test_optimizer_minimises_a_quadratic_and_clamps():
+    target = torch.tensor([[0.3, -2.0, 5.0]])
+    low, high = torch.tensor(-1.0), torch.tensor(1.0)
+    result = optimize_image(lambda x: ((x - target) ** 2).sum(), torch.zeros(1, 3), steps=20,
+                            low=low, high=high, progress=False)
+    assert torch.allclose(result.image, torch.tensor([[0.3, -1.0, 1.0]]), atol=1e-4)
+    for name in ("adam", "sgd"):
+        r = optimize_image(lambda x: ((x - 0.5) ** 2).sum(), torch.zeros(1, 3), 200,
+                           optimizer=name, lr=0.1, progress=False)
+        assert torch.allclose(r.image, torch.full((1, 3), 0.5), atol=1e-2)
+
+
+def test_optimizer_stops_cleanly_and_keeps_x0():
+    x0 = torch.zeros(1, 3)
+    stop = threading.Event()
+    calls = []
+
+    def loss(x):
+        calls.append(1)
+        if len(calls) == 3:
+            stop.set()                                   # "Stop" pressed during the run
+        return ((x - 1) ** 2).sum()
+
+    result = optimize_image(loss, x0, steps=100, stop=stop, progress=False)
+    assert result.stopped and len(result.losses) < 10
+    assert torch.equal(x0, torch.zeros(1, 3))            # the start image is never modified
+
+    def interrupted(x):
+        if x.requires_grad and len(calls) > 5:
+            raise KeyboardInterrupt                      # the kernel's ■ button
+        calls.append(1)
+        return ((x - 1) ** 2).sum()
+
+    calls.clear()
+    result = optimize_image(interrupted, x0, steps=100, progress=False)
+    assert result.stopped and result.losses[-1] < result.losses[0]
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        optimize_image(loss, x0, 1, optimizer="newton")
+
+
+def test_optimizer_reports_nan():
+    with pytest.raises(FloatingPointError, match="NaN"):
+        optimize_image(lambda x: (x * float("nan")).sum(), torch.zeros(1, 3), 2, progress=False)
+
+
+def test_white_noise_fills_the_range():
+    low, high = torch.tensor(-1.0), torch.tensor(1.0)
+    g = torch.Generator().manual_seed(0)
+    full = white_noise_like(torch.zeros(1, 3, 32, 32), low, high, generator=g)
+    faint = white_noise_like(torch.zeros(1, 3, 32, 32), low, high, amplitude=0.1, generator=g)
+    assert full.min() < -0.9 and full.max() > 0.9
+    assert faint.abs().max() <= 0.1 + 1e-6
+
+
+def test_average_pooling_swaps_on_a_copy():
+    alexnet = torchvision.models.alexnet(weights=None)
+    copy, swapped = style.average_pooling(alexnet)
+    assert swapped == 3
+    assert isinstance(alexnet.features[2], nn.MaxPool2d)        # the original is untouched
+    assert isinstance(copy.features[2], nn.AvgPool2d)
+    assert all(p.requires_grad for p in alexnet.parameters())
+    assert torch.equal(copy.features[0].weight, alexnet.features[0].weight)
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(copy.features[2](x), nn.functional.avg_pool2d(x, 3, 2))
+
+
+def test_average_pooling_on_the_bundled_model(lite):
+    _, swapped = style.average_pooling(lite)
+    assert swapped == 0                                  # EfficientNet-Lite0 has no max-pool
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_layer_roles_exist_on_every_model(name):
+    if name == "efficientnet_lite0":
+        model = load_model(name, device="cpu", verbose=False)
+    else:
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, weights=None, init_weights=False) \
+                if name in ("googlenet",) else torchvision.models.get_model(name, weights=None)
+        model.spec = REGISTRY[name]
+    for layer in style.texture_layers(model) + style.style_layers(model) + [style.content_layer(model)]:
+        model.get_submodule(layer)
+    assert len(style.style_layers(model)) == 5
+
+
+def test_vgg19_texture_layers_are_the_papers():
+    vgg = torchvision.models.vgg19
+    with torch.device("meta"):
+        model = vgg(weights=None)
+    model.spec = REGISTRY["vgg19"]
+    kinds = [type(model.get_submodule(p)).__name__ for p in style.texture_layers(model)]
+    assert kinds == ["ReLU", "MaxPool2d", "MaxPool2d", "MaxPool2d", "MaxPool2d"]
+    assert style.texture_layers(model)[0] == "features.1"          # relu1_1
+    assert style.content_layer(model) == "features.22"             # relu4_2
+
+
+def test_painting_download_is_cached_and_checked(tmp_path, lite):
+    source = tmp_path / "painting.jpg"
+    from PIL import Image
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(source)
+    url = source.as_uri()                                # a file:// URL: no network needed
+    calls = []
+
+    def counting_fetch(address):
+        calls.append(address)
+        return style._urlopen_bytes(address)
+
+    cache = tmp_path / "cache"
+    first = style.fetch_cached(url, None, cache, counting_fetch)
+    second = style.fetch_cached(url, None, cache, counting_fetch)
+    assert first == second == source.read_bytes() and len(calls) == 1   # downloaded once
+    (cache / "painting.jpg").write_bytes(first[:100])                   # corrupt the cache
+    with pytest.raises(IOError, match="SHA-256"):
+        style.fetch_cached(url, None, cache, counting_fetch)
+    with pytest.raises(IOError, match="expected"):
+        style.fetch_cached(url, "0" * 64, tmp_path / "other", counting_fetch)
+
+
+def test_style_image_falls_back_offline(tmp_path, monkeypatch, capsys):
+    def no_network(url):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(style, "offline", lambda: False)
+    image = style.style_image("starry_night", tmp_path, no_network)
+    assert "bundled 'coffee'" in capsys.readouterr().out
+    assert image.size == style.load_image("coffee").size
+    # online with a working fetch: the painting is what comes back
+    from PIL import Image
+    import io
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 200)).save(buffer, format="PNG")
+    image = style.style_image("starry_night", tmp_path, lambda url: buffer.getvalue())
+    assert image.size == (64, 48) and image.getpixel((0, 0)) == (10, 20, 200)

@@ -1,0 +1,319 @@
+"""Gram matrices, texture/style/content losses and total variation (notebooks 07 and 08).
+
+Gatys, Ecker & Bethge (NeurIPS 2015) describe a texture by the *correlations* between the
+feature maps of a layer: with F_l the N_l × M_l matrix of N_l channels over M_l positions,
+
+    G_l = F_l F_lᵀ / M_l                                    (the Gram matrix, N_l × N_l)
+
+Where things are in the picture is averaged away; which features occur *together* is kept.
+A new texture is an image whose Gram matrices match the source's (``gram_loss``); a
+stylised photo (Gatys et al. CVPR 2016) also keeps the content photo's features at one
+deep layer (``content_loss``). Total variation (``total_variation``) is an optional
+smoothness prior against high-frequency noise.
+
+Layers are asked for by role (``texture_layers``, ``style_layers``, ``content_layer``), so
+the same code runs on VGG-19 (the paper's network) and on every other registry model.
+"""
+import copy
+import hashlib
+import urllib.parse
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .env import offline
+from .hooks import capture_activations, model_guard, resolve_layer
+from .images import load_image
+from .optimize import optimize_image, white_noise_like
+
+
+# --- layers by role ---------------------------------------------------------------------
+
+def texture_layers(model):
+    """The texture layers of Gatys 2015 (VGG-19: conv1_1, pool1 ... pool4), by role.
+
+    Models without a ``texture`` role use their ``style`` layers.
+    """
+    layers = model.spec.layers
+    return list(layers.get("texture") or layers["style"])
+
+
+def style_layers(model):
+    """Style layers of Gatys 2016 (VGG-19: conv1_1, conv2_1, ..., conv5_1), by role."""
+    return list(model.spec.layer("style"))
+
+
+def content_layer(model):
+    """Content layer of Gatys 2016 (VGG-19: conv4_2), by role."""
+    return model.spec.layer("content")
+
+
+# --- the network's features -------------------------------------------------------------
+
+class _Enough(Exception):
+    """Raised by a hook once every requested layer has been seen: skips the rest of the net."""
+
+
+@contextmanager
+def _stop_when_captured(model, layers, store):
+    def hook(module, inputs, output):
+        if all(name in store for name in layers):
+            raise _Enough
+    with ExitStack() as stack:
+        for name in layers:
+            stack.callback(resolve_layer(model, name).register_forward_hook(hook).remove)
+        yield
+
+
+def layer_outputs(model, x, layers):
+    """{layer: output} for ``x``, keeping the graph (for gradients w.r.t. ``x``).
+
+    The forward pass stops as soon as the last of ``layers`` has been computed, so texture
+    synthesis up to pool4 never pays for VGG's conv5 and classifier.
+    """
+    layers = list(dict.fromkeys(layers))
+    with capture_activations(model, layers, detach=False) as store:
+        with _stop_when_captured(model, layers, store):
+            try:
+                model(x)
+            except _Enough:
+                pass
+        return {name: store[name] for name in layers}
+
+
+def average_pooling(model):
+    """A copy of ``model`` with every ``MaxPool2d`` replaced by ``AvgPool2d`` (Gatys et al.).
+
+    The papers swap VGG-19's max-pooling for average pooling: "improves the gradient flow
+    and one obtains slightly cleaner results". The caller's model is never changed; the
+    copy has the same weights, ``.spec`` and mode. Returns ``(copy, number of pools swapped)``;
+    a model without max-pooling (EfficientNet-Lite0) comes back unchanged with 0.
+    """
+    clone = copy.deepcopy(model)
+    swapped = 0
+    for parent in clone.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.MaxPool2d):
+                setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride,
+                                                   child.padding, child.ceil_mode))
+                swapped += 1
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone, swapped
+
+
+# --- the statistics and the losses ------------------------------------------------------
+
+def gram_matrix(features):
+    """G = F Fᵀ / M for features of shape N×C×H×W (F: C × M, M = H·W); returns N×C×C."""
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def gram_targets(model, x, layers):
+    """The Gram matrices of ``x`` (the texture or style image) at ``layers``, detached."""
+    with torch.no_grad(), model_guard(model, freeze=True):
+        return {name: gram_matrix(f) for name, f in layer_outputs(model, x, layers).items()}
+
+
+def gram_loss(grams, targets, weights=None):
+    """Σ_l w_l E_l with E_l = ‖G_l − Ĝ_l‖²_F / (4 N_l²), summed over the batch.
+
+    This is Gatys et al.'s E_l = 1/(4 N_l² M_l²) Σ_ij (G_ij − Ĝ_ij)² for the unnormalised
+    Gram matrix F Fᵀ, written for G = F Fᵀ / M. ``weights`` maps layer -> w_l (default
+    equal, w_l = 1, as in the texture paper's code); the style paper uses w_l = 1/5.
+    A target with a batch of one is compared with every image of the batch.
+    """
+    total = 0.0
+    for name, gram in grams.items():
+        n = gram.shape[-1]
+        w = 1.0 if weights is None else weights[name]
+        total = total + w * ((gram - targets[name]) ** 2).sum() / (4 * n ** 2)
+    return total
+
+
+def content_loss(features, target):
+    """L_content = ½ Σ_ij (F_ij − P_ij)² (Gatys et al. 2016, eq. 1)."""
+    return 0.5 * ((features - target) ** 2).sum()
+
+
+def total_variation(x):
+    """Mean squared difference between neighbouring pixels, right and down:
+
+        TV(x) = mean_ij [(x_{i,j+1} − x_{ij})² + (x_{i+1,j} − x_{ij})²]
+
+    Small for smooth images, large for pixel noise (a prior used by Mahendran & Vedaldi and
+    by most style-transfer code, not by Gatys et al.).
+    """
+    dx = (x[..., :, 1:] - x[..., :, :-1]) ** 2
+    dy = (x[..., 1:, :] - x[..., :-1, :]) ** 2
+    return dx.mean() + dy.mean()
+
+
+# --- the two methods --------------------------------------------------------------------
+
+def synthesize_texture(model, source, layers=None, steps=100, weights=None, init=None,
+                       noise=1.0, seed=0, stop=None, snapshot_every=0, progress=True):
+    """Gatys 2015: from white noise, minimise Σ_l w_l E_l to the source's Gram matrices.
+
+    ``source`` is a normalised 1×3×H×W tensor; the result has the same size (pass a noise
+    ``init`` of another size to synthesise a larger texture). Returns an ``OptimResult``.
+    """
+    layers = list(layers or texture_layers(model))
+    targets = gram_targets(model, source, layers)
+    low, high = model.spec.valid_range(source.device)
+    if init is None:
+        init = white_noise_like(source, low, high, noise, generator=torch.Generator().manual_seed(seed))
+
+    def loss_fn(x):
+        grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, layers).items()}
+        return gram_loss(grams, targets, weights)
+
+    return optimize_image(loss_fn, init, steps, low, high, model=model, stop=stop,
+                          snapshot_every=snapshot_every, progress=progress,
+                          description="texture")
+
+
+def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None,
+                   style_at=None, tv_weight=0.0, init="noise", seed=0, stop=None,
+                   snapshot_every=0, progress=True):
+    """Gatys 2016: minimise α L_content + β L_style (+ optional TV) from noise or the photo.
+
+    ``ratio`` is α/β with β = 1; the style term is Σ_l (1/L) E_l over the style layers.
+    ``content`` and ``style`` are normalised images; the style image is resized to the
+    content image's size, as in the paper. ``init`` is "noise", "content" or a tensor.
+    """
+    content_at = content_at or content_layer(model)
+    style_at = list(style_at or style_layers(model))
+    if style.shape[-2:] != content.shape[-2:]:
+        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
+                                          align_corners=False, antialias=True)
+    targets = gram_targets(model, style, style_at)
+    weights = {name: 1.0 / len(style_at) for name in style_at}
+    with torch.no_grad(), model_guard(model, freeze=True):
+        content_target = layer_outputs(model, content, [content_at])[content_at]
+    low, high = model.spec.valid_range(content.device)
+    if isinstance(init, torch.Tensor):
+        start = init
+    elif init == "noise":
+        start = white_noise_like(content, low, high, generator=torch.Generator().manual_seed(seed))
+    elif init == "content":
+        start = content
+    else:
+        raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
+
+    def loss_fn(x):
+        feats = layer_outputs(model, x, style_at + [content_at])
+        l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, targets, weights)
+        l_content = content_loss(feats[content_at], content_target)
+        l_tv = total_variation(x) if tv_weight else torch.zeros(())
+        total = ratio * l_content + l_style + tv_weight * l_tv
+        return total, {"content": l_content.item(), "style": l_style.item(), "tv": l_tv.item()}
+
+    return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
+                          snapshot_every=snapshot_every, progress=progress,
+                          description="style transfer")
+
+
+# --- a painting to copy the style of ------------------------------------------------------
+
+PAINTINGS = {
+    # Public domain (Van Gogh died in 1890). Wikimedia Commons, "Google Art Project" scan.
+    "starry_night": {
+        "url": "https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
+               "Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
+               "960px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
+        "sha256": None,           # pinned on first download (see ``fetch_cached``)
+        "credit": "Vincent van Gogh, The Starry Night (1889), public domain, via Wikimedia Commons",
+        "fallback": "coffee",
+    },
+}
+CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
+USER_AGENT = "visualizing-cnns lecture notebooks (https://github.com/dl4cv/visualizing-cnns)"
+
+
+def _urlopen_bytes(url, timeout=20):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def _no_network(url):
+    raise OSError("offline mode (VCNN_OFFLINE=1), nothing is downloaded")
+
+
+def fetch_cached(url, sha256=None, cache_dir=None, fetch=_urlopen_bytes):
+    """The bytes at ``url``, downloaded once into ``cache_dir`` and checked by SHA-256.
+
+    With ``sha256`` the download must match it. Without, the hash of the first download is
+    written next to the file and every later use is checked against it, so a truncated or
+    altered cache is caught either way (delete the file to download again). ``fetch`` is
+    the function that downloads (tests pass a fake; ``file://`` URLs work too).
+    """
+    cache_dir = Path(cache_dir or CACHE_DIR)
+    path = cache_dir / Path(urllib.parse.urlparse(url).path).name
+    recorded = path.with_suffix(path.suffix + ".sha256")
+    if not path.exists():
+        data = fetch(url)
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 and digest != sha256:
+            raise IOError(f"Download of {url} has SHA-256 {digest}, expected {sha256}: "
+                          "the file changed or the download was corrupted.")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        recorded.write_text(digest)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    expected = sha256 or (recorded.read_text().strip() if recorded.exists() else digest)
+    if digest != expected:
+        raise IOError(f"The cached {path.name} does not match its SHA-256 ({digest} != "
+                      f"{expected}). Delete {path} to download it again.")
+    return data
+
+
+def style_image(name="starry_night", cache_dir=None, fetch=_urlopen_bytes, verbose=True):
+    """A style painting by name (online: downloaded once and cached), or a bundled image.
+
+    Offline, or if the download fails, returns the painting's bundled ``fallback`` image
+    with one printed line. Any name ``load_image`` understands (a bundled image, a path, a
+    URL) is passed straight to it.
+    """
+    if name not in PAINTINGS:
+        return load_image(name)
+    info = PAINTINGS[name]
+    getter = _no_network if offline() else fetch     # offline, a cached copy still works
+    try:
+        return load_image(fetch_cached(info["url"], info["sha256"], cache_dir, getter))
+    except Exception as err:  # no network, HTTP error, bad checksum, unreadable file
+        if verbose:
+            print(f"Could not get {name!r} ({type(err).__name__}: {err}); "
+                  f"using the bundled {info['fallback']!r} instead.")
+        return load_image(info["fallback"])
+
+
+# --- exercises ---------------------------------------------------------------------------
+
+def check_gram_entries(channels, answer):
+    """Exercise: how many *different* numbers does the Gram matrix of N channels hold?"""
+    right = channels * (channels + 1) // 2
+    if answer == right:
+        print(f"Right: G is symmetric, so N(N+1)/2 = {right} numbers for N = {channels}.")
+    else:
+        print(f"Not quite: G is N×N but symmetric (G_ij = G_ji). Count the diagonal and one triangle.")
+    return answer == right
+
+
+EXERCISE_FEATURES = torch.tensor([[[[1., 0.], [2., 1.]], [[0., 1.], [1., 3.]]]])
+
+
+def check_gram_by_hand(answer):
+    """Exercise: the 2×2 Gram matrix of ``EXERCISE_FEATURES`` (2 channels, 2×2 positions)."""
+    right = gram_matrix(EXERCISE_FEATURES)[0]
+    ok = torch.allclose(torch.as_tensor(answer, dtype=torch.float32), right)
+    print("Right!" if ok else "Not quite: G_ij = (1/M) Σ_k F_ik F_jk with M = 4 positions; "
+          "flatten each channel to a row first.")
+    return ok
