@@ -5,23 +5,13 @@
 Prints the median of each part; the issue's budget is under 2 s per image on 2 CPU cores.
 """
 import argparse
-import statistics
-import time
 
 import torch
+from bench_gradcam import median_time
 
 from utils import fixations as F
 from utils.images import load_image
 from utils.models import load_model
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(repeats):
