@@ -89,25 +89,32 @@ def model_guard(model, eval_mode=True, freeze=False):
     (backward hooks and saved activations need that), and with ``freeze=True`` its
     parameters stop asking for gradients (image optimisation touches only the input).
     """
-    modes = {m: m.training for m in model.modules()}
-    grads = {p: p.requires_grad for p in model.parameters()}
-    inplace = {m: m.inplace for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)}
+    modules = list(model.modules())
+    modes = [(m, m.training) for m in modules]
+    grads = [(p, p.requires_grad) for m in modules for p in m.parameters(recurse=False)]
+    inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
     try:
         if eval_mode:
-            model.eval()
-        for module in inplace:
-            module.inplace = False
+            for m, training in modes:
+                if training:
+                    m.training = False          # what model.eval() does, module by module
+        for module, flag in inplace:
+            if flag:
+                module.inplace = False
         if freeze:
-            for p in grads:
+            for p, _ in grads:
                 p.requires_grad_(False)
         yield model
-    finally:
-        for m, training in modes.items():
-            m.training = training
-        for p, flag in grads.items():
-            p.requires_grad_(flag)
-        for m, flag in inplace.items():
-            m.inplace = flag
+    finally:                                    # restore only what differs: cheap per call
+        for m, training in modes:
+            if m.training != training:
+                m.training = training
+        for p, flag in grads:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+        for module, flag in inplace:
+            if module.inplace != flag:
+                module.inplace = flag
 
 
 def count_hooks(model):
