@@ -10,7 +10,7 @@ from torch import nn
 from utils import fixations as F
 from utils.hooks import count_hooks
 from utils.images import DATA_DIR, load_image
-from utils.models import REGISTRY, load_model
+from utils.models import load_model
 
 
 # ------------------------------------------------------------------ single rules by hand
@@ -227,6 +227,8 @@ def test_runs_on_torchvision_architectures(name):
 def test_outliers_map_and_errors(lite):
     cluster = [(100 + i % 5, 100 + i // 5) for i in range(40)]
     assert F.remove_outliers(cluster + [(0, 223)], (224, 224)) == cluster
+    kept, heat_map = F.fixation_heatmap(cluster + [(0, 223)], (224, 224))
+    assert kept == cluster and (heat_map == F.fixation_map(cluster, (224, 224), sigma=20)).all()
     heat = F.fixation_map([(50, 60)], (224, 224))
     assert heat.max() == 1.0 and tuple(int(v) for v in divmod(heat.argmax(), 224)) == (50, 60)
     with pytest.raises(IndexError, match="out of range"):

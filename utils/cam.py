@@ -20,7 +20,6 @@ from contextlib import ExitStack, contextmanager
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

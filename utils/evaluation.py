@@ -175,8 +175,7 @@ def explanation_map(method, model, x, target, fast=False):
     elif method == "Grad-CAM":
         m = cam.upsample(cam.grad_cam(model, x, target), (h, w))[0]
     elif method == "CNN-Fixations":
-        points = fixations.remove_outliers(fixations.backtrack(model, x, target), (h, w))
-        m = torch.as_tensor(fixations.fixation_map(points, (h, w)))
+        _, m = fixations.fixation_heatmap(fixations.backtrack(model, x, target), (h, w))
     elif method == "occlusion":
         stride = 32 if fast else 16
         out = occlusion.occlusion(model, x, target, size=32, stride=stride)

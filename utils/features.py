@@ -122,7 +122,6 @@ def top_channel_overlap(activation, k=16):
 
 def plot_filters(model, ncols=8, upscale=None):
     """The first-layer filters as a grid of colour tiles (Krizhevsky et al., Fig. 3)."""
-    import matplotlib.pyplot as plt
     from .plotting import grid_axes
     weights = first_layer_filters(model)
     k = weights.shape[-1]

@@ -243,7 +243,7 @@ def backtrack(model, x, target, recorded=None, return_layers=False):
     on the way, the points as they reach that layer's input.
     """
     gm, values = recorded or record_forward(model, x)
-    output = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    output = _output_node(gm)
     n_classes = values[output].shape[1]
     if not 0 <= int(target) < n_classes:
         raise IndexError(f"Class {target} is out of range 0..{n_classes - 1}.")
@@ -332,6 +332,15 @@ def remove_outliers(points, image_size, share=0.05, radius=0.1):
     return [tuple(p) for p, n in zip(points, neighbours) if n > share * len(points)]
 
 
+def fixation_heatmap(points, size, sigma_at_224=20):
+    """The paper's last two steps: drop outliers, blur the rest. Returns (kept points, map).
+
+    ``size`` = (H, W) of the image the points live in; σ scales with min(H, W) / 224.
+    """
+    kept = remove_outliers(points, size)
+    return kept, fixation_map(kept, size, sigma_at_224 * min(size) / 224)
+
+
 def fixation_map(points, size, sigma=None):
     """Impulses at the points, blurred by a Gaussian (σ = 20 px at 224, scaled), in [0, 1]."""
     h, w = size
@@ -394,9 +403,14 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     return sorted(points), target
 
 
+def _output_node(gm):
+    """The graph node whose value the model returns (the logits)."""
+    return next(n for n in gm.graph.nodes if n.op == "output").args[0]
+
+
 def _logits(recorded):
     gm, values = recorded
-    return values[next(n for n in gm.graph.nodes if n.op == "output").args[0]][0]
+    return values[_output_node(gm)][0]
 
 
 # ------------------------------------------------------------------- figures and exercise

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
-from torch import nn
 from torchvision.transforms import functional as TF
 
 from .env import can_reach, pick_device
