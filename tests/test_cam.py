@@ -154,6 +154,21 @@ def test_guided_backprop_refuses_models_without_relus():
 
 
 # --------------------------------------------------------------------------- batches, hygiene
+def test_gradients_equal_those_of_a_fully_recorded_pass(lite, images):
+    # class_gradients records the graph only from the earliest layer; a plain forward with
+    # every layer recorded must give the same activations and gradients at every stage
+    layers = lite.spec.layer("stages")
+    classes = [285, 967, 985]
+    _, _, acts, grads = C.class_gradients(lite, images, layers, classes)
+    with torch.enable_grad(), C.capture_activations(lite, layers, detach=False) as full:
+        logits = lite(images.clone().requires_grad_(True))
+        score = logits.gather(1, torch.tensor(classes)[:, None]).sum()
+        expected = torch.autograd.grad(score, [full[name] for name in layers])
+    for name, grad in zip(layers, expected):
+        assert torch.allclose(acts[name], full[name].detach(), atol=1e-5)
+        assert torch.allclose(grads[name][:, 0], grad, atol=1e-6 * float(grad.abs().max()) + 1e-9)
+
+
 def test_a_batch_gives_the_same_maps_as_single_calls(lite, images):
     classes = [281, 504, 985]
     # every gradient method is a per-image function of (A, ∂y/∂A): compare those, then one map

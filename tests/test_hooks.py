@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from utils.hooks import (capture_activations, capture_gradients, count_hooks, model_guard,
-                         resolve_layer)
+from utils.hooks import (capture_activations, capture_gradients, count_hooks, graph_from_layers,
+                         model_guard, resolve_layer)
 
 
 def tiny():
@@ -34,6 +34,30 @@ def test_gradients_equal_autograd():
     # d(sum(W h + b))/dh = W, reshaped like h
     expected = net[3].weight.detach().view(1, 2, 2, 2)
     assert torch.allclose(grads["1"], expected)
+    assert count_hooks(net) == 0
+
+
+def test_graph_starts_at_the_first_hooked_layer_and_gradients_stay_exact():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.ReLU(inplace=True),
+                        nn.Flatten(), nn.Linear(8, 1))
+    x = torch.randn(1, 1, 4, 4)
+    seen = {}
+    net[0].register_forward_hook(lambda m, i, out: seen.update(first=out.requires_grad))
+    with torch.no_grad(), graph_from_layers(net, ["1", "2"]) as acts:   # even inside no_grad
+        y = net(x)
+        g1, g2 = torch.autograd.grad(y.sum(), [acts["1"], acts["2"]])
+    assert torch.is_grad_enabled()                      # the user's mode is back
+    assert seen["first"] is False                       # nothing before layer "1" was recorded
+    assert acts["1"].is_leaf and acts["1"].requires_grad
+    # the same gradients from a fully recorded pass
+    h1 = net[1](net[0](x)).requires_grad_(True)
+    h2 = net[2](h1)
+    e1, e2 = torch.autograd.grad(net[5](net[4](torch.relu(h2))).sum(), [h1, h2])
+    assert torch.allclose(g1, e1) and torch.allclose(g2, e2)
+    # the in-place ReLU after layer "2" did not overwrite the captured activation
+    assert (acts["2"] < 0).any()
+    net[0]._forward_hooks.clear()
     assert count_hooks(net) == 0
 
 

