@@ -32,17 +32,29 @@ def test_octave_sizes_follow_the_recipe():
 
 def test_step_moves_pixels_by_step_size_on_average():
     model = tiny_model()
-    rgb = 0.4 + 0.2 * torch.rand(1, 3, 16, 16)          # far from 0 and 1: nothing clipped
-    new = dd.dream_step(model, rgb, "dream", step_size=0.01, jitter=0)
-    assert abs((new - rgb).abs().mean().item() - 0.01) < 1e-6   # x += η·g/mean|g|
+    rgb = 0.4 + 0.2 * torch.rand(2, 3, 16, 16)          # far from 0 and 1: nothing clipped
+    rgb[1] *= 0.5                                         # a second image, other gradients
+    new = dd.dream_octave(model, rgb, "dream", steps=1, step_size=0.01, jitter=0, progress=False)
+    moved = (new - rgb).abs().flatten(1).mean(1)
+    assert torch.allclose(moved, torch.full((2,), 0.01), atol=1e-6)   # x += η·g/mean|g|, per image
+    # and the step goes uphill: the objective grew
+    loss = dd.jittered_loss(model, "dream", jitter=0)
+    assert (loss(new) < loss(rgb)).all()
 
 
-def test_jitter_is_undone_after_the_step():
-    model = tiny_model()
-    rgb = 0.4 + 0.2 * torch.rand(1, 3, 16, 16)
-    plain = dd.dream_step(model, rgb, "dream", step_size=0.0, jitter=4,
-                          generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(plain, rgb)                   # a zero step returns the same image
+def test_jitter_rolls_the_gradient_back():
+    # with circular padding a roll is an exact symmetry of the network, so the gradient of
+    # the jittered loss must equal the plain one if, and only if, it is rolled back correctly
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                          nn.Conv2d(4, 2, 3, padding=1, padding_mode="circular")).eval()
+    model.spec = ModelSpec("tiny", "test", {"dream": "1"})
+    rgb = torch.rand(1, 3, 16, 16, requires_grad=True)
+    plain, = torch.autograd.grad(dd.jittered_loss(model, "dream", jitter=0)(rgb).sum(), rgb)
+    shifted = dd.jittered_loss(model, "dream", jitter=6, generator=torch.Generator().manual_seed(3))
+    jittered, = torch.autograd.grad(shifted(rgb).sum(), rgb)
+    assert torch.allclose(plain, jittered, atol=1e-6)
+    assert not torch.allclose(plain, torch.roll(plain, (1, 0), dims=(2, 3)))   # not trivially equal
 
 
 def test_guided_objective_gradient_is_the_best_matching_guide_feature():

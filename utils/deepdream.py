@@ -15,10 +15,9 @@ Adaptation to torchvision: we keep the image in RGB [0, 1] while stepping and no
 inside the forward pass, so η = 1.5/255 and the clip to [0, 1] are exact, whatever the
 model's mean and std are.
 
-Why this module has its own short loop instead of ``utils.optimize.optimize_image``: the
-DeepDream step divides the gradient by its mean absolute value, rolls the image before and
-after each step and changes the image size between octaves; none of the optimisers there
-(L-BFGS, Adam, SGD on a fixed-size image) does that.
+Each octave is one run of the shared loop ``utils.optimize.optimize_image``: the loss is
+−objective of the jittered image (``jittered_loss``), the step is ``NormalizedStep``, the
+bounds are 0 and 1, and the dream keeps the last image (not the "best" one).
 """
 import math
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .hooks import model_guard, resolve_layer
+from .optimize import optimize_image
 
 STEP_SIZE = 1.5 / 255       # google/deepdream's step_size=1.5 on 0–255 images
 JITTER = 32                 # pixels
@@ -94,21 +94,55 @@ def octave_sizes(height, width, octaves=OCTAVES, scale=OCTAVE_SCALE):
             for i in reversed(range(octaves))]
 
 
-def dream_step(model, rgb, layer, objective=l2_objective, step_size=STEP_SIZE, jitter=JITTER,
-               generator=None):
-    """One DeepDream step on RGB images in [0, 1] (N×3×H×W); returns the new images.
+class NormalizedStep(torch.optim.Optimizer):
+    """google/deepdream's step: x ← x − lr · g / mean|g|, the mean taken over each image.
 
-        roll by (dy, dx);  g = ∇ objective(a_L);  x ← x + η·g/mean|g|  (per image);
-        roll back;  clip to [0, 1]
+    Dividing by the mean absolute gradient makes every step change the pixels by ``lr`` on
+    average, whatever the layer's scale. (Descent on −objective is ascent on the objective.)
     """
-    dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
-              if jitter else (0, 0))
-    shifted = torch.roll(rgb.detach(), (dy, dx), dims=(2, 3)).requires_grad_(True)
-    score = objective(layer_output(model, model.spec.normalize(shifted), layer)).sum()
-    grad, = torch.autograd.grad(score, shifted)
-    grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    stepped = shifted.detach() + step_size * grad
-    return torch.roll(stepped, (-dy, -dx), dims=(2, 3)).clamp(0, 1)
+
+    def __init__(self, params, lr=STEP_SIZE):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for x in group["params"]:
+                if x.grad is not None:
+                    mean_abs = x.grad.abs().flatten(1).mean(1).clamp_min(1e-12)
+                    x.sub_(group["lr"] * x.grad / mean_abs.view(-1, *[1] * (x.dim() - 1)))
+        return loss
+
+
+def jittered_loss(model, layer, objective=l2_objective, jitter=JITTER, generator=None):
+    """The loss of one dream step, for RGB images in [0, 1]: −objective(a_L), per image,
+    of the image rolled by a random (dy, dx) ∈ [−jitter, jitter]².
+
+    The original rolls the image, steps, and rolls back. Rolling *inside* the loss does the
+    same: the gradient flows back through the roll, so it arrives already rolled back.
+    """
+    def loss(rgb):
+        dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+                  if jitter else (0, 0))
+        shifted = torch.roll(rgb, (dy, dx), dims=(2, 3))
+        return -objective(layer_output(model, model.spec.normalize(shifted), layer))
+    return loss
+
+
+def dream_octave(model, rgb, layer, steps, objective=l2_objective, step_size=STEP_SIZE,
+                 jitter=JITTER, generator=None, progress=True, description="dreaming"):
+    """``steps`` DeepDream steps on RGB images in [0, 1] (N×3×H×W); returns the new images.
+
+        repeat:  g = ∇ objective(a_L(roll(x)));  x ← clip(x + η·g/mean|g|, 0, 1)
+    """
+    run = optimize_image(jittered_loss(model, layer, objective, jitter, generator), rgb, steps,
+                         low=0.0, high=1.0, model=model, optimizer=NormalizedStep,
+                         lr=step_size, keep="last", progress=progress, description=description)
+    return run.image
 
 
 def _resize(rgb, size):
@@ -139,18 +173,14 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
             with torch.no_grad():
                 objective = guided_objective(layer_output(model, guide, layer))
         detail = torch.zeros_like(_resize(base, sizes[0]))
-        bar = tqdm(total=steps * len(sizes), desc="dreaming", disable=not progress, leave=False)
-        for size in sizes:
+        for k, size in enumerate(sizes):
             octave_base = _resize(base, size)
             detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
-            image = (octave_base + detail).clamp(0, 1)
-            for _ in range(steps):
-                image = dream_step(model, image, layer, objective, step_size,
-                                   min(jitter, max(size) // 2), generator)
-                bar.update(1)
+            image = dream_octave(model, (octave_base + detail).clamp(0, 1), layer, steps,
+                                 objective, step_size, min(jitter, max(size) // 2), generator,
+                                 progress, f"octave {k + 1}/{len(sizes)}")
             detail = image - octave_base
-            per_octave.append(image.detach())
-        bar.close()
+            per_octave.append(image)
     out = spec.normalize(per_octave[-1])
     return (out, per_octave) if return_octaves else out
 

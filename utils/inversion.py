@@ -24,19 +24,20 @@ the model's input inside the loss, so λ_α, λ_V and lr keep their meaning for 
 σ_x = √(number of values) × 255 × 0.226 (the ImageNet pixel standard deviation); the official
 code loads a precomputed σ_x instead.
 
-Why a loop of its own rather than ``utils.optimize.optimize_image``: that loop offers SGD
-without momentum and one fixed learning rate; the paper's recipe needs momentum 0.9 and the
-stepwise schedule with a momentum reset. Like ``optimize_image`` it returns each image's best
-point, and an image whose energy blows up (λ_V = 100 with lr = 0.004 is close to the stability
-limit of momentum descent) restarts from its best point with half the step.
+The loop is the shared ``utils.optimize.optimize_image`` with ``optimizer="sgd"``,
+``momentum=0.9`` and the schedule as one learning rate per iteration (lr·σ_x², since the
+official code scales the gradient by σ_x²); the loss is one energy per image, so each image
+keeps its own best point. With ``blowup=10`` an image whose energy blows up (λ_V = 100 with
+lr = 0.004 is close to the stability limit of momentum descent) restarts from its best point
+with half the step: a safeguard that is not in the paper.
 """
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from .hooks import capture_activations, model_guard, resolve_layer
 from .models import IMAGENET_MEAN
+from .optimize import optimize_image
 
 ALPHA = 6                 # the α-norm exponent of the experiments
 BETA = 2                  # TV^β exponent for CNNs
@@ -154,9 +155,7 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
     sigma2 = typical_norm(x0.shape) ** 2
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    u = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * sigma2 ** 0.5
-    velocity = torch.zeros_like(u)
-    result = Inversion(images=None, layers=layers, losses=[])
+    u0 = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * sigma2 ** 0.5
 
     with model_guard(model, freeze=True):
         with torch.no_grad():
@@ -165,47 +164,18 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
         norms = torch.stack([t.pow(2).sum() for t in targets])
 
         def energy(u):
+            """E(u) per image: ‖Φ(u) − Φ₀‖²/‖Φ₀‖² + (λ_α/2·Σ|u|^α + λ_V/2·TV^β(u)) / σ_x²."""
             feats = features(model, to_model_input(u, spec), wanted)
             data = torch.stack([(feats[l][i] - targets[i]).pow(2).sum()
                                 for i, l in enumerate(layers)]) / norms
             reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lam_tv / 2 * tv_beta(u, beta)) / sigma2
-            return data, data + reg
+            return data + reg, {"data": data}
 
-        previous_lr = None
-        scale = torch.ones(n, 1, 1, 1, dtype=u.dtype, device=u.device)   # per-image step scale
-        best_u, best_energy = u.clone(), torch.full((n,), float("inf"), device=u.device)
-        for rate in tqdm(step_schedule(steps, lr), desc="inverting", disable=not progress,
-                         leave=False):
-            if rate != previous_lr:            # the official code resets momentum here
-                velocity.zero_()
-                previous_lr = rate
-            u.requires_grad_(True)
-            data, total = energy(u)
-            grad, = torch.autograd.grad(total.sum(), u)
-            with torch.no_grad():
-                u = u.detach()
-                best = total < best_energy
-                best_u[best], best_energy[best] = u[best], total[best]
-                # safeguard (not in the paper): an image whose energy blew up goes back to
-                # its best point, loses its momentum and continues with half the step
-                bad = ~torch.isfinite(total) | (total > 10 * best_energy)
-                if bad.any():
-                    u[bad], velocity[bad], scale[bad] = best_u[bad], 0.0, scale[bad] / 2
-                    grad[bad] = 0.0
-                velocity = momentum * velocity - rate * scale * sigma2 * grad.nan_to_num()
-                u = u + velocity
-            finite = torch.where(torch.isfinite(total), total, best_energy)
-            result.losses.append(float(finite.detach().sum()))
-            result.data_terms.append(data.detach().tolist())
-        with torch.no_grad():
-            data, total = energy(u)
-            worse = ~(total <= best_energy)
-            u[worse] = best_u[worse]
-            data, total = energy(u)
-        result.losses.append(float(total.sum()))
-        result.data_terms.append(data.tolist())
-    result.images = to_model_input(u.detach(), spec)
-    return result
+        run = optimize_image(energy, u0, steps, model=model, optimizer="sgd", momentum=momentum,
+                             lr=[rate * sigma2 for rate in step_schedule(steps, lr)],
+                             blowup=10, progress=progress, description="inverting")
+    return Inversion(images=to_model_input(run.image, spec), layers=layers, losses=run.losses,
+                     data_terms=[h["data"] for h in run.history])
 
 
 def psnr(x, y, spec):

@@ -6,14 +6,22 @@ Texture synthesis, style transfer, DeepDream and feature inversion all share one
     repeat:  x <- x - step · (direction from ∇ₓ loss(x))      # the network's weights are frozen
              x <- clamp(x, black, white)                     # stay a displayable image
 
-``optimize_image`` is that loop, once, for all of them. Gatys et al. use L-BFGS (the
-default here, as ``torch.optim.LBFGS`` with a closure); DeepDream and inversion use plain
-gradient steps (``optimizer="adam"`` or ``"sgd"``). The loop
+``optimize_image`` is that loop, once, for all of them; the methods differ in the step:
+
+* Gatys et al. (texture, style): L-BFGS, ``optimizer="lbfgs"`` (the default);
+* Mahendran & Vedaldi (inversion): ``optimizer="sgd"`` with ``momentum=0.9`` and a
+  stepwise learning rate ``lr=[...]`` (one per iteration; momentum restarts when it changes);
+* DeepDream: its own step x ← x + η·g/mean|g|, passed as ``optimizer=`` a function that
+  builds a ``torch.optim.Optimizer`` (``utils.deepdream.NormalizedStep``); ``keep="last"``.
+
+The loop
 
 * never touches the model: with ``model=`` it runs inside ``model_guard(freeze=True)``,
   so weights get no gradient and every flag is restored afterwards;
 * keeps the image in the valid pixel range. The papers use L-BFGS-B with box bounds;
   PyTorch's L-BFGS has none, so we clamp after every iteration (the usual adaptation);
+* optimises a batch of independent images when ``loss_fn`` returns one loss per image:
+  it minimises their sum, and each image keeps its own best point;
 * shows a progress bar, and stops cleanly: interrupt the kernel (■), or press a Stop
   button that sets ``stop`` (an ``threading.Event`` or any callable returning True), and
   you get the best image so far, not an exception;
@@ -34,13 +42,15 @@ from .hooks import model_guard
 @dataclass
 class OptimResult:
     """What ``optimize_image`` returns."""
-    image: torch.Tensor                  # the best image found (detached, clamped)
-    losses: list                         # loss at the start of each iteration, then the final one
+    image: torch.Tensor                  # the best image found (detached, clamped), or the last
+    losses: list                         # loss at the start of each iteration, then that of `image`
     snapshots: dict = field(default_factory=dict)   # iteration -> image, every ``snapshot_every``
     stopped: bool = False                # True if interrupted or stopped early
     seconds: float = 0.0
     parts: dict = field(default_factory=dict)       # last value of each named loss term
+    history: list = field(default_factory=list)     # the named terms, one dict per entry of losses
     evaluations: int = 0                 # forward+backward passes (L-BFGS line search adds some)
+    restarts: int = 0                    # images sent back to their best point (``blowup``)
 
     @property
     def reduction(self):
@@ -55,7 +65,9 @@ def _should_stop(stop):
     return stop.is_set() if hasattr(stop, "is_set") else bool(stop())
 
 
-def _make_optimizer(name, x, lr, history_size):
+def _make_optimizer(name, x, lr, momentum, history_size):
+    if callable(name):
+        return name([x], lr)
     if name == "lbfgs":
         # max_iter=1: one L-BFGS iteration per .step(), so we can clamp, report and stop
         # between iterations; the curvature history is kept across calls.
@@ -65,41 +77,78 @@ def _make_optimizer(name, x, lr, history_size):
     if name == "adam":
         return torch.optim.Adam([x], lr=lr)
     if name == "sgd":
-        return torch.optim.SGD([x], lr=lr)
-    raise ValueError(f"Unknown optimizer {name!r}; use 'lbfgs', 'adam' or 'sgd'.")
+        # PyTorch's v ← μv + g, x ← x − lr·v is the papers' v ← μv − lr·g, x ← x + v
+        # (the two velocities differ by the factor −lr, which is constant between resets)
+        return torch.optim.SGD([x], lr=lr, momentum=momentum)
+    raise ValueError(f"Unknown optimizer {name!r}; use 'lbfgs', 'adam', 'sgd' or a function "
+                     "params, lr -> torch.optim.Optimizer.")
+
+
+def _split(out):
+    """``loss_fn``'s output -> (loss tensor, {name: value})."""
+    return out if isinstance(out, tuple) else (out, {})
+
+
+def _as_record(value):
+    value = torch.as_tensor(value).detach()
+    return float(value) if value.dim() == 0 else value.flatten().tolist()
 
 
 def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimizer="lbfgs",
-                   lr=1.0, history_size=20, stop=None, snapshot_every=0, progress=True,
-                   description="optimising"):
+                   lr=1.0, momentum=0.0, history_size=20, keep="best", blowup=None, stop=None,
+                   snapshot_every=0, progress=True, description="optimising"):
     """Minimise ``loss_fn(x)`` over the image ``x``, starting from ``x0``; return an ``OptimResult``.
 
-    ``loss_fn(x)`` returns a scalar tensor, or ``(scalar, {name: float})`` to also report
-    the terms it is made of. ``low``/``high`` are per-channel bounds broadcastable to ``x``
-    (``spec.valid_range()``: the normalised black and white). ``model`` is frozen and
-    restored by ``model_guard`` for the duration. L-BFGS, as in Gatys et al.:
+    ``loss_fn(x)`` returns a scalar tensor, or one loss per image (a vector: the images are
+    independent and each keeps its own best point), optionally as ``(loss, {name: value})``
+    to also report the terms it is made of. ``low``/``high`` are per-channel bounds
+    broadcastable to ``x`` (``spec.valid_range()``: the normalised black and white).
+    ``model`` is frozen and restored by ``model_guard`` for the duration.
+
+    ``lr``: a number, or one per iteration (a schedule); when it changes, the optimiser's
+    state is cleared, so momentum restarts. ``keep``: "best" (the image with the lowest
+    loss) or "last". ``blowup``: with a gradient-step optimiser, an image whose loss turns
+    NaN or exceeds ``blowup`` × its best goes back to its best point, loses its momentum and
+    continues with half the step (a safeguard; without it a NaN loss raises an error).
+
+    L-BFGS, as in Gatys et al.:
 
         closure:  g = ∇ₓ loss(x);   step:  x ← x + t·d,  d from the last ``history_size``
                   (Δx, Δg) pairs, t from a strong-Wolfe line search;   then clamp x.
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', not {keep!r}.")
+    schedule = list(lr) if isinstance(lr, (list, tuple)) else [lr] * steps
+    if len(schedule) < steps:
+        raise ValueError(f"The learning-rate schedule has {len(schedule)} values for {steps} steps.")
     x = x0.detach().clone().requires_grad_(True)
-    opt = _make_optimizer(optimizer, x, lr, history_size)
+    opt = _make_optimizer(optimizer, x, schedule[0] if schedule else 1.0, momentum, history_size)
+    lbfgs = isinstance(opt, torch.optim.LBFGS)
     result = OptimResult(image=x.detach().clone(), losses=[])
-    best = math.inf
+    best = None                            # each image's lowest loss so far (a tensor)
+    step_scale = torch.ones(())            # per-image step factor, halved by a restart
     last = {}
 
     def closure():
         opt.zero_grad(set_to_none=True)
-        out = loss_fn(x)
-        loss, parts = out if isinstance(out, tuple) else (out, {})
-        if not torch.isfinite(loss):
+        loss, parts = _split(loss_fn(x))
+        finite = torch.isfinite(loss.detach())
+        if not finite.all() and (blowup is None or lbfgs or best is None
+                                 or not torch.isfinite(best[~finite]).all()):
             raise FloatingPointError("The loss became NaN or infinite: lower the learning "
                                      "rate or the loss weights.")
-        loss.backward()
+        loss.sum().backward()
+        if step_scale.dim():
+            x.grad.mul_(step_scale)
         result.evaluations += 1
         if not last:          # the first call of a step scores x itself (later: line search)
-            last.update(loss=float(loss.detach()), parts=parts)
-        return loss
+            last.update(loss=loss.detach(), parts=parts)
+        return loss.sum()
+
+    def record(loss, parts):
+        result.losses.append(float(loss.sum()))
+        result.parts = {name: _as_record(value) for name, value in parts.items()}
+        result.history.append(result.parts)
 
     start = time.perf_counter()
     guard = model_guard(model, freeze=True) if model is not None else nullcontext()
@@ -110,35 +159,72 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
                 if _should_stop(stop):
                     result.stopped = True
                     break
+                if i > 0 and schedule[i] != schedule[i - 1]:
+                    opt.state.clear()                 # a new rate: momentum starts afresh
+                for group in opt.param_groups:
+                    group["lr"] = schedule[i]
                 before = x.detach().clone()
                 last.clear()
                 opt.step(closure)
+                loss = last["loss"]
+                if best is None:
+                    best = torch.full_like(loss, math.inf)
+                improved = loss < best                  # the loss was that of x *before* the step
+                if loss.dim():
+                    result.image[improved] = before[improved]
+                elif improved:
+                    result.image = before
+                best = torch.where(improved, loss, best)
                 with torch.no_grad():
+                    if blowup is not None and not lbfgs:
+                        blown = ~torch.isfinite(loss) | (loss > blowup * best)
+                        if blown.any():
+                            step_scale = _restart(opt, x, blown, result.image, step_scale)
+                            result.restarts += int(blown.sum())
                     if low is not None or high is not None:
                         x.copy_(x.clamp(min=low, max=high))
                         _tell_lbfgs_the_step(opt, x, before)
                 # the loss reported is the one evaluated at the start of the iteration (x before the step)
-                result.losses.append(last["loss"])
-                result.parts = dict(last["parts"])
-                if last["loss"] < best:
-                    best = last["loss"]
-                    result.image = before
+                record(torch.where(torch.isfinite(loss), loss, best), last["parts"])
                 if snapshot_every and (i + 1) % snapshot_every == 0:
                     result.snapshots[i + 1] = x.detach().clone()
-                bar.set_postfix(loss=f"{last['loss']:.3g}")
+                bar.set_postfix(loss=f"{result.losses[-1]:.3g}")
         except KeyboardInterrupt:
             result.stopped = True
         finally:
             bar.close()
-    # the final image has not been scored yet: keep it if it is at least as good
     with torch.no_grad(), (model_guard(model, freeze=True) if model is not None else nullcontext()):
-        out = loss_fn(x.detach())
-        final = float(out[0] if isinstance(out, tuple) else out)
-    if math.isfinite(final) and final <= best:
-        result.image = x.detach().clone()
-        result.losses.append(final)
+        _finish(result, loss_fn, x.detach(), best, keep, record)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _finish(result, loss_fn, final, best, keep, record):
+    """The final image has not been scored yet: score it, keep it where it is at least as
+    good as the best (every image with ``keep="last"``), and record the returned images' loss."""
+    loss, parts = _split(loss_fn(final))
+    take = torch.ones_like(loss, dtype=torch.bool) if keep == "last" or best is None else \
+        torch.isfinite(loss) & (loss <= best)
+    if take.all():
+        result.image = final.clone()
+    elif take.any():
+        result.image[take] = final[take]
+    if not take.all():                        # some images went back: score what is returned
+        loss, parts = _split(loss_fn(result.image))
+    record(loss, parts)
+
+
+def _restart(opt, x, rows, best_images, step_scale):
+    """Send images ``rows`` back to their best point, clear their optimiser state (momentum)
+    and halve their step. Returns the new per-image step factor."""
+    x[rows] = best_images[rows]
+    for value in opt.state[x].values():
+        if torch.is_tensor(value) and value.shape == x.shape:
+            value[rows] = 0
+    if not step_scale.dim():
+        step_scale = torch.ones(x.shape[0], *[1] * (x.dim() - 1), dtype=x.dtype, device=x.device)
+    step_scale[rows] /= 2
+    return step_scale
 
 
 def _tell_lbfgs_the_step(opt, x, before):
