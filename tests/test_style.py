@@ -156,6 +156,38 @@ def test_optimizer_stops_cleanly_and_keeps_x0():
         optimize_image(loss, x0, 1, optimizer="newton")
 
 
+def test_sgd_with_momentum_and_schedule_is_the_papers_update():
+    # Mahendran & Vedaldi: v <- μv − lr·g, x <- x + v, v reset to 0 when lr changes
+    target = torch.tensor([[1.0, -2.0, 0.5]])
+    loss = lambda x: ((x - target) ** 2).sum()               # noqa: E731
+    rates = [0.1] * 4 + [0.01] * 4
+    run = optimize_image(loss, torch.zeros(1, 3), 8, optimizer="sgd", momentum=0.9, lr=rates,
+                         keep="last", progress=False)
+    x, v = torch.zeros(1, 3), torch.zeros(1, 3)
+    for t, rate in enumerate(rates):
+        if t and rate != rates[t - 1]:
+            v = torch.zeros(1, 3)
+        v = 0.9 * v - rate * 2 * (x - target)
+        x = x + v
+    assert torch.allclose(run.image, x, atol=1e-6)
+    with pytest.raises(ValueError, match="schedule"):
+        optimize_image(loss, torch.zeros(1, 3), 8, optimizer="sgd", lr=[0.1] * 3, progress=False)
+
+
+def test_each_image_keeps_its_best_point_and_a_blow_up_restarts():
+    # image 0: a gentle quadratic; image 1: so steep that plain steps of this size diverge
+    curvature = torch.tensor([1.0, 30.0])
+    loss = lambda x: curvature * ((x - 1) ** 2).flatten(1).sum(1)     # noqa: E731  one loss per image
+    x0 = torch.zeros(2, 4)
+    run = optimize_image(loss, x0, 12, optimizer="sgd", lr=0.2, progress=False)
+    assert torch.allclose(run.image[0], torch.ones(4), atol=1e-2)     # converged
+    assert torch.equal(run.image[1], x0[1])                           # diverged: its best is the start
+    assert run.losses[-1] == pytest.approx(float(loss(run.image).sum()))
+    rescued = optimize_image(loss, x0, 60, optimizer="sgd", lr=0.2, blowup=10, progress=False)
+    assert rescued.restarts >= 1
+    assert torch.allclose(rescued.image, torch.ones(2, 4), atol=1e-3)  # the halved step converges
+
+
 def test_optimizer_reports_nan():
     with pytest.raises(FloatingPointError, match="NaN"):
         optimize_image(lambda x: (x * float("nan")).sum(), torch.zeros(1, 3), 2, progress=False)

@@ -159,22 +159,12 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
                 if _should_stop(stop):
                     result.stopped = True
                     break
-                if i > 0 and schedule[i] != schedule[i - 1]:
-                    opt.state.clear()                 # a new rate: momentum starts afresh
-                for group in opt.param_groups:
-                    group["lr"] = schedule[i]
+                _set_rate(opt, schedule, i)
                 before = x.detach().clone()
                 last.clear()
                 opt.step(closure)
-                loss = last["loss"]
-                if best is None:
-                    best = torch.full_like(loss, math.inf)
-                improved = loss < best                  # the loss was that of x *before* the step
-                if loss.dim():
-                    result.image[improved] = before[improved]
-                elif improved:
-                    result.image = before
-                best = torch.where(improved, loss, best)
+                loss = last["loss"]                     # the loss of x *before* the step
+                best = _keep_best(result, before, loss, best)
                 with torch.no_grad():
                     if blowup is not None and not lbfgs:
                         blown = ~torch.isfinite(loss) | (loss > blowup * best)
@@ -199,6 +189,26 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
     return result
 
 
+def _set_rate(opt, schedule, i):
+    """Iteration i's learning rate; a new rate clears the optimiser's state (momentum)."""
+    if i > 0 and schedule[i] != schedule[i - 1]:
+        opt.state.clear()
+    for group in opt.param_groups:
+        group["lr"] = schedule[i]
+
+
+def _keep_best(result, images, loss, best):
+    """Put each image that beat its best loss into ``result.image``; return the new bests."""
+    if best is None:
+        best = torch.full_like(loss, math.inf)
+    improved = loss < best
+    if loss.dim():
+        result.image[improved] = images[improved]
+    elif improved:
+        result.image = images
+    return torch.where(improved, loss, best)
+
+
 def _finish(result, loss_fn, final, best, keep, record):
     """The final image has not been scored yet: score it, keep it where it is at least as
     good as the best (every image with ``keep="last"``), and record the returned images' loss."""
@@ -217,6 +227,8 @@ def _finish(result, loss_fn, final, best, keep, record):
 def _restart(opt, x, rows, best_images, step_scale):
     """Send images ``rows`` back to their best point, clear their optimiser state (momentum)
     and halve their step. Returns the new per-image step factor."""
+    if rows.dim() == 0:                       # one loss for the whole batch: all images
+        rows = rows.expand(x.shape[0])
     x[rows] = best_images[rows]
     for value in opt.state[x].values():
         if torch.is_tensor(value) and value.shape == x.shape:
