@@ -1,7 +1,4 @@
 """Maximally activating patches: NMS, top regions, caching, the download path."""
-import hashlib
-import io
-import tarfile
 
 import numpy as np
 import pytest
@@ -157,43 +154,3 @@ def test_random_boxes_stay_inside():
     assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 80 + 1e-9).all()
     sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     assert sides.min() >= 0.15 * 80 / 2.0 ** 0.5 - 1e-9
-
-
-def make_archive(path, n=5):
-    with tarfile.open(path, "w:gz") as archive:
-        for i in range(n):
-            buffer = io.BytesIO()
-            Image.new("RGB", (64, 48), (40 * i, 0, 0)).save(buffer, "JPEG")
-            info = tarfile.TarInfo(f"set/val/c{i % 2}/img{i}.JPEG")
-            info.size = buffer.tell()
-            buffer.seek(0)
-            archive.addfile(info, buffer)
-    return path
-
-
-def test_download_caches_and_checks(tmp_path, monkeypatch):
-    source = make_archive(tmp_path / "set.tgz")
-    url = source.as_uri()                                     # file://, no network
-    cache = tmp_path / "cache"
-    path = P.download(url, cache)
-    assert path.read_bytes() == source.read_bytes()
-    assert (cache / "set.tgz.sha256").read_text().strip() == hashlib.sha256(
-        source.read_bytes()).hexdigest()
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the cache should have been used")
-    monkeypatch.setattr(P, "_urlopen", no_network)
-    assert P.download(url, cache) == path                      # second time: from the cache
-    with pytest.raises(RuntimeError, match="SHA-256"):
-        P.download(url, cache, sha256="0" * 64)
-    assert not path.exists()                                   # a bad file is removed
-
-
-def test_image_set_reads_the_archive(tmp_path, monkeypatch):
-    source = make_archive(tmp_path / "set.tgz")
-    monkeypatch.setitem(P.IMAGE_SETS, "tiny", {"url": source.as_uri(), "sha256": None,
-                                               "folder": "set/val/"})
-    photos = P.image_set("tiny", n_images=3, cache_dir=tmp_path / "cache")
-    assert len(photos) == 3 and all(im.size == (64, 48) for _, im in photos)
-    regions = P.propose_regions(photos, per_photo=4)           # same path as bundled photos
-    assert len(regions) == 12

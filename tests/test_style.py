@@ -244,40 +244,16 @@ def test_vgg19_texture_layers_are_the_papers():
     assert style.content_layer(model) == "features.22"             # relu4_2
 
 
-def test_painting_download_is_cached_and_checked(tmp_path, lite):
-    source = tmp_path / "painting.jpg"
-    from PIL import Image
-    Image.new("RGB", (40, 40), (200, 30, 30)).save(source)
-    url = source.as_uri()                                # a file:// URL: no network needed
-    calls = []
-
-    def counting_fetch(address):
-        calls.append(address)
-        return style._urlopen_bytes(address)
-
-    cache = tmp_path / "cache"
-    first = style.fetch_cached(url, None, cache, counting_fetch)
-    second = style.fetch_cached(url, None, cache, counting_fetch)
-    assert first == second == source.read_bytes() and len(calls) == 1   # downloaded once
-    (cache / "painting.jpg").write_bytes(first[:100])                   # corrupt the cache
-    with pytest.raises(IOError, match="SHA-256"):
-        style.fetch_cached(url, None, cache, counting_fetch)
-    with pytest.raises(IOError, match="expected"):
-        style.fetch_cached(url, "0" * 64, tmp_path / "other", counting_fetch)
-
-
-def test_style_image_falls_back_offline(tmp_path, monkeypatch, capsys):
-    def no_network(url):
-        raise OSError("no route to host")
-
-    monkeypatch.setattr(style, "offline", lambda: False)
-    image = style.style_image("starry_night", tmp_path, no_network)
+def test_style_image_falls_back_offline_and_uses_the_painting_online(tmp_path, monkeypatch,
+                                                                       capsys):
+    image = style.style_image("starry_night", tmp_path)          # tests run offline
     assert "bundled 'coffee'" in capsys.readouterr().out
     assert image.size == style.load_image("coffee").size
-    # online with a working fetch: the painting is what comes back
+    # online, with the "download" served from a local file: the painting comes back
     from PIL import Image
-    import io
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 20, 200)).save(buffer, format="PNG")
-    image = style.style_image("starry_night", tmp_path, lambda url: buffer.getvalue())
+    painting = tmp_path / "painting.png"
+    Image.new("RGB", (64, 48), (10, 20, 200)).save(painting)
+    monkeypatch.setitem(style.PAINTINGS, "test_painting",
+                        dict(style.PAINTINGS["starry_night"], url=painting.as_uri()))
+    image = style.style_image("test_painting", tmp_path / "cache")
     assert image.size == (64, 48) and image.getpixel((0, 0)) == (10, 20, 200)

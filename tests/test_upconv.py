@@ -39,6 +39,23 @@ def test_training_script_lowers_validation_loss_and_saves_weights(tmp_path):
     assert out.stat().st_size < 5e6
 
 
+def test_training_script_adds_a_downloaded_image_set(tmp_path, monkeypatch):
+    # the online option, with the "download" served from a local archive (file:// URL)
+    from test_downloads import make_archive
+    from utils import downloads
+    archive = make_archive(tmp_path / "set.tgz")
+    monkeypatch.setattr(downloads, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setitem(downloads.IMAGE_SETS, "tiny", {"url": archive.as_uri(), "sha256": None,
+                                                       "root": "set/"})
+    out = tmp_path / "decoder.pt"
+    train_decoder.main(["--steps", "2", "--crops", "16", "--size", "32", "--out", str(out),
+                        "--image-set", "tiny", "--n-images", "4"])
+    info = upconv.load_decoder(out).info
+    assert info["image_set"] == "tiny"
+    assert info["images"] == len(upconv.training_split()[0]) + 4
+    assert (tmp_path / "cache" / "set.tgz").exists()          # downloaded once, cached
+
+
 def test_shipped_weights_beat_the_mean_image_on_held_out_photos(lite0):
     decoder = upconv.load_decoder()
     assert upconv.WEIGHTS_PATH.stat().st_size < 5e6

@@ -2,10 +2,15 @@
 
     python tools/train_decoder.py                     # the shipped weights (a few CPU minutes)
     python tools/train_decoder.py --steps 3000 --images path/to/folder   # more data, longer
+    python tools/train_decoder.py --image-set imagenette-160 --n-images 2000 --steps 5000 \
+        --crops 8192 --out decoder_imagenette.pt          # online: a downloaded set
 
 The encoder is the bundled EfficientNet-Lite0 up to ``blocks.4``, frozen. Training uses random
 crops of the bundled photos except the held-out ones (``utils.upconv.HELD_OUT``), which give
-the validation loss. ``--images`` adds every JPEG/PNG of a folder of your own to training.
+the validation loss. ``--images`` adds every JPEG/PNG of a folder of your own to training;
+``--image-set`` adds photos of a public set's training split, downloaded once and cached
+(``utils.downloads.IMAGE_SETS``: Imagenette, 94 MB). The held-out photos stay the same, so
+validation losses of different runs compare.
 """
 import argparse
 import sys
@@ -17,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from utils import upconv  # noqa: E402
+from utils.downloads import IMAGE_SETS, image_set  # noqa: E402
 from utils.models import load_model  # noqa: E402
 
 
@@ -27,6 +33,10 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=48, help="crop side in pixels (multiple of 8)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--images", type=Path, help="a folder of extra training images")
+    parser.add_argument("--image-set", choices=sorted(IMAGE_SETS),
+                        help="add photos of a downloadable set (its training split)")
+    parser.add_argument("--n-images", type=int, default=1000,
+                        help="how many photos of --image-set to use")
     parser.add_argument("--out", type=Path, default=upconv.WEIGHTS_PATH)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -38,6 +48,10 @@ def main(argv=None):
     if args.images:
         train_names += sorted(str(p) for p in args.images.iterdir()
                               if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if args.image_set:
+        photos = image_set(args.image_set, args.n_images, seed=args.seed, split="train")
+        train_names += [image for _, image in photos]          # PIL images work as names
+    print(f"training on {len(train_names)} images, validating on {val_names}")
     start = time.perf_counter()
     decoder, history = upconv.train_decoder(model, upconv.ENCODER_LAYER, train_names, val_names,
                                             steps=args.steps, crops=args.crops, size=args.size,
@@ -47,6 +61,7 @@ def main(argv=None):
         print(f"step {step:5d}  train MSE {train:.4f}  held-out MSE {val:.4f}")
     upconv.save_decoder(decoder, args.out, layer=upconv.ENCODER_LAYER, steps=args.steps,
                         crops=args.crops, size=args.size, lr=args.lr, held_out=val_names,
+                        images=len(train_names), image_set=args.image_set,
                         val_mse=history["val"][-1], minutes=round(minutes, 1))
     print(f"{minutes:.1f} min; saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return history

@@ -19,15 +19,11 @@ in photo coordinates, so one strong spot seen by many overlapping proposals coun
 (a new unit, a new layer, nearest neighbours) is array indexing, with no forward pass.
 
 The collection is the bundled photos (offline), or a small public image set downloaded once
-with a checksum (``download``, ``image_set``). Both give a list of (name, PIL image) and
+with a checksum (``utils.downloads.image_set``). Both give a list of (name, PIL image) and
 follow the same code path from there.
 """
-import hashlib
-import tarfile
-import urllib.request
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,100 +35,12 @@ from .hooks import capture_activations, model_guard, resolve_layer
 from .images import load_image, sample_images
 from .receptive_field import receptive_fields
 
-CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
-
-# A small public image set for online use: Imagenette (fast.ai, a 10-class subset of
-# ImageNet, Apache-2.0), 160-px version. ``sha256=None`` means "trust on first use": the
-# first download records its hash next to the file and every later use checks against it.
-IMAGE_SETS = {
-    "imagenette-160": {
-        "url": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-        "sha256": None,
-        "folder": "imagenette2-160/val/",
-    },
-}
-
-
 # --------------------------------------------------------------------------- collection
 
 def bundled_photos(names=None):
     """The bundled photos as [(name, PIL image)] (all of data/images by default)."""
     names = names or sample_images()
     return [(name, load_image(name)) for name in names]
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _urlopen(url, timeout=60):
-    return urllib.request.urlopen(url, timeout=timeout)
-
-
-def download(url, cache_dir=None, sha256=None):
-    """Download ``url`` once into ``cache_dir`` and check its SHA-256; return the file's path.
-
-    A cached file is reused without touching the network. With ``sha256=None`` the hash of
-    the first download is stored beside the file (``.sha256``) and checked on every later
-    use, so a corrupted or swapped file is noticed. Works with ``file://`` URLs too.
-    """
-    cache_dir = Path(cache_dir or CACHE_DIR)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / Path(url.split("?")[0]).name
-    recorded = path.with_name(path.name + ".sha256")
-    if not path.exists():
-        partial = path.with_name(path.name + ".part")
-        try:
-            with _urlopen(url) as response, open(partial, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
-                    for block in iter(lambda: response.read(1 << 20), b""):
-                        out.write(block)
-                        bar.update(len(block))
-        except Exception as err:
-            partial.unlink(missing_ok=True)
-            raise RuntimeError(f"Could not download {url} ({err}). Check the connection, or "
-                               "use the bundled photos (SOURCE = 'bundled').") from None
-        partial.rename(path)
-    actual = sha256_of(path)
-    expected = sha256 or (recorded.read_text().strip() if recorded.exists() else None)
-    if expected is not None and actual != expected:
-        path.unlink()
-        raise RuntimeError(f"{path.name} has SHA-256 {actual}, expected {expected}: the download "
-                           "is corrupt or the file changed. It was deleted; run again.")
-    if not recorded.exists():
-        recorded.write_text(actual + "\n")
-    return path
-
-
-def image_set(name="imagenette-160", n_images=40, seed=0, cache_dir=None):
-    """``n_images`` photos of a downloadable set (see ``IMAGE_SETS``) as [(name, PIL image)].
-
-    The archive is downloaded once (``download``); photos are picked at random with ``seed``
-    from its folder and read straight out of the archive.
-    """
-    if name not in IMAGE_SETS:
-        raise KeyError(f"Unknown image set {name!r}; choose one of {list(IMAGE_SETS)}.")
-    info = IMAGE_SETS[name]
-    path = download(info["url"], cache_dir, info["sha256"])
-    with tarfile.open(path) as archive:
-        members = sorted((m for m in archive.getmembers() if m.isfile()
-                          and m.name.startswith(info["folder"])
-                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
-                         key=lambda m: m.name)
-        if not members:
-            raise RuntimeError(f"{path.name} holds no images under {info['folder']}.")
-        rng = np.random.default_rng(seed)
-        chosen = rng.choice(len(members), size=min(n_images, len(members)), replace=False)
-        photos = []
-        for i in sorted(chosen):
-            data = archive.extractfile(members[i]).read()
-            photos.append((Path(members[i].name).stem, load_image(data)))
-    return photos
 
 
 # --------------------------------------------------------------------------- proposals

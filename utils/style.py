@@ -15,16 +15,12 @@ Layers are asked for by role (``texture_layers``, ``style_layers``, ``content_la
 the same code runs on VGG-19 (the paper's network) and on every other registry model.
 """
 import copy
-import hashlib
-import urllib.parse
-import urllib.request
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .env import offline
+from .downloads import download
 from .hooks import capture_activations, model_guard, resolve_layer
 from .images import load_image
 from .optimize import optimize_image, white_noise_like
@@ -227,67 +223,23 @@ PAINTINGS = {
         "url": "https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
                "Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
                "960px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
-        "sha256": None,           # pinned on first download (see ``fetch_cached``)
+        "sha256": None,           # recorded on the first download (``utils.downloads``)
         "credit": "Vincent van Gogh, The Starry Night (1889), public domain, via Wikimedia Commons",
         "fallback": "coffee",
     },
 }
-CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
-USER_AGENT = "visualizing-cnns lecture notebooks (https://github.com/dl4cv/visualizing-cnns)"
-
-
-def _urlopen_bytes(url, timeout=20):
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read()
-
-
-def _no_network(url):
-    raise OSError("offline mode (VCNN_OFFLINE=1), nothing is downloaded")
-
-
-def fetch_cached(url, sha256=None, cache_dir=None, fetch=_urlopen_bytes):
-    """The bytes at ``url``, downloaded once into ``cache_dir`` and checked by SHA-256.
-
-    With ``sha256`` the download must match it. Without, the hash of the first download is
-    written next to the file and every later use is checked against it, so a truncated or
-    altered cache is caught either way (delete the file to download again). ``fetch`` is
-    the function that downloads (tests pass a fake; ``file://`` URLs work too).
-    """
-    cache_dir = Path(cache_dir or CACHE_DIR)
-    path = cache_dir / Path(urllib.parse.urlparse(url).path).name
-    recorded = path.with_suffix(path.suffix + ".sha256")
-    if not path.exists():
-        data = fetch(url)
-        digest = hashlib.sha256(data).hexdigest()
-        if sha256 and digest != sha256:
-            raise IOError(f"Download of {url} has SHA-256 {digest}, expected {sha256}: "
-                          "the file changed or the download was corrupted.")
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        recorded.write_text(digest)
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    expected = sha256 or (recorded.read_text().strip() if recorded.exists() else digest)
-    if digest != expected:
-        raise IOError(f"The cached {path.name} does not match its SHA-256 ({digest} != "
-                      f"{expected}). Delete {path} to download it again.")
-    return data
-
-
-def style_image(name="starry_night", cache_dir=None, fetch=_urlopen_bytes, verbose=True):
+def style_image(name="starry_night", cache_dir=None, verbose=True):
     """A style painting by name (online: downloaded once and cached), or a bundled image.
 
     Offline, or if the download fails, returns the painting's bundled ``fallback`` image
-    with one printed line. Any name ``load_image`` understands (a bundled image, a path, a
-    URL) is passed straight to it.
+    with one printed line (a cached copy still works offline). Any name ``load_image``
+    understands (a bundled image, a path, a URL) is passed straight to it.
     """
     if name not in PAINTINGS:
         return load_image(name)
     info = PAINTINGS[name]
-    getter = _no_network if offline() else fetch     # offline, a cached copy still works
     try:
-        return load_image(fetch_cached(info["url"], info["sha256"], cache_dir, getter))
+        return load_image(download(info["url"], cache_dir, info["sha256"]))
     except Exception as err:  # no network, HTTP error, bad checksum, unreadable file
         if verbose:
             print(f"Could not get {name!r} ({type(err).__name__}: {err}); "
@@ -303,7 +255,7 @@ def check_gram_entries(channels, answer):
     if answer == right:
         print(f"Right: G is symmetric, so N(N+1)/2 = {right} numbers for N = {channels}.")
     else:
-        print(f"Not quite: G is N×N but symmetric (G_ij = G_ji). Count the diagonal and one triangle.")
+        print("Not quite: G is N×N but symmetric (G_ij = G_ji). Count the diagonal and one triangle.")
     return answer == right
 
 
