@@ -227,8 +227,29 @@ def test_functional_relu_is_reported():
     assert count_functional_relus(small_convnet().float(), torch.randn(1, 3, 8, 8)) == 0
     googlenet = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
     assert count_functional_relus(googlenet, torch.randn(1, 3, 64, 64)) == 57
-    with pytest.raises(ValueError, match="GoogLeNet"):
-        guided_backprop(googlenet, torch.randn(1, 3, 64, 64), 0)
+    with pytest.raises(ValueError, match="deconvnet rule must drop"):
+        input_gradient(googlenet, torch.randn(1, 3, 64, 64), 0, rule="deconvnet")
+
+
+def test_guided_rule_reaches_googlenet_functional_relus():
+    # GoogLeNet's BasicConv2d ends in F.relu. The same network with an nn.ReLU module in each
+    # block instead (same weights) must give exactly the same guided backprop.
+    torch.manual_seed(0)
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+    modular = copy.deepcopy(googlenet)
+    for name, block in list(modular.named_modules()):
+        if type(block).__name__ == "BasicConv2d":
+            parent, _, child = name.rpartition(".")
+            setattr(modular.get_submodule(parent), child,
+                    nn.Sequential(block.conv, block.bn, nn.ReLU()))
+    x = torch.randn(2, 3, 64, 64)
+    guided = guided_backprop(googlenet, x, [3, 7])
+    scale = float(guided.abs().max())
+    assert scale > 0
+    assert torch.allclose(guided, guided_backprop(modular, x, [3, 7]), atol=1e-5 * scale)
+    plain = input_gradient(googlenet, x, [3, 7])
+    assert (guided - plain).abs().max() > 0.1 * scale                      # the rule acted
+    assert count_hooks(googlenet) == 0
 
 
 def test_rules_on_a_shared_relu_module_resnet():

@@ -5,6 +5,7 @@ import torchvision
 from torch import nn
 
 from utils import cam as C
+from utils.attribution import guided_backprop
 from utils.hooks import count_hooks
 from utils.models import REGISTRY, load_model
 
@@ -117,40 +118,13 @@ def test_every_variant_finds_the_planted_pattern():
     assert count_hooks(model) == 0
 
 
-def test_guided_backprop_follows_the_guided_rule_on_a_tiny_net():
-    torch.manual_seed(3)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(),
-                        nn.Linear(4, 2)).eval()
-    x = torch.randn(2, 3, 2, 2)
-    got = C._guided_backprop(net, x, [0, 1])
-    w1, w2, w3 = net[1].weight, net[3].weight, net[5].weight
-    for n, c in enumerate([0, 1]):
-        h1 = w1 @ x[n].flatten() + net[1].bias
-        h2 = w2 @ h1.clamp(min=0) + net[3].bias
-        r2 = (w3[c] * (h2 > 0)).clamp(min=0)                 # 1[f>0] · 1[R>0] · R
-        r1 = ((w2.T @ r2) * (h1 > 0)).clamp(min=0)
-        expected = (w1.T @ r1).reshape(3, 2, 2)
-        assert torch.allclose(got[n], expected, atol=1e-6)
-    assert count_hooks(net) == 0
-
-
-def test_guided_backprop_reaches_googlenet_functional_relus():
-    model = torchvision.models.get_model("googlenet", weights=None, init_weights=True).eval()
-    model.spec = REGISTRY["googlenet"]
-    x = torch.randn(1, 3, 64, 64)
-    guided = C._guided_backprop(model, x, 3).flatten()
-    x_leaf = x.clone().requires_grad_(True)
-    model(x_leaf)[0, 3].backward()
-    plain = x_leaf.grad.flatten()
-    cosine = guided @ plain / (guided.norm() * plain.norm())
-    assert cosine < 0.99                                      # the rule did act
-    assert count_hooks(model) == 0
-
-
-def test_guided_backprop_refuses_models_without_relus():
-    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    with pytest.raises(ValueError, match="ReLU"):
-        C._guided_backprop(net, torch.randn(1, 3, 8, 8))
+def test_guided_grad_cam_is_guided_backprop_times_the_upsampled_map(lite, images):
+    classes = [285, 967, 985]
+    product, guided, heatmap = C.guided_grad_cam(lite, images, classes)
+    assert torch.allclose(guided, guided_backprop(lite, images, classes))
+    expected = C.upsample(C.grad_cam(lite, images, classes), images.shape[-2:])
+    assert torch.allclose(heatmap, expected, atol=1e-6)
+    assert torch.allclose(product, guided * expected[:, None], atol=1e-9)
 
 
 # --------------------------------------------------------------------------- batches, hygiene

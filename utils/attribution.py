@@ -15,9 +15,12 @@ the way back and in where the gradient is taken:
 ``backward_rule(model, rule)`` is the one place where ReLU backward passes are changed; it is
 a ``with`` block whose hooks are removed on exit, also after an error. It handles ``nn.ReLU``
 and ``nn.ReLU6`` modules (the bundled EfficientNet-Lite0 uses ReLU6, whose forward mask is
-1[0 < x < 6]). ReLUs applied as functions (``F.relu`` inside ``forward``, as torchvision's
-GoogLeNet does) are invisible to module hooks: a model with no ReLU module at all gets a clear
-error, and ``count_functional_relus`` tells whether a model hides some.
+1[0 < x < 6]). ReLUs applied as functions (``F.relu`` inside ``forward``) are invisible to
+module hooks. torchvision's GoogLeNet and Inception-v3 do that at the end of every
+``BasicConv2d``; there the hook goes on the block's output, which is the ReLU's output, and the
+guided rule works (the deconvnet rule cannot: it must drop the forward mask that the
+functional ReLU always applies). Any other model without ReLU modules gets a clear error,
+and ``count_functional_relus`` tells whether a model hides some.
 
 Every function takes a batch ``x`` (N×3×H×W, already normalised) and a ``target`` class: one
 int for every image, or one per image. Results equal those of the images taken one by one.
@@ -33,6 +36,7 @@ from .hooks import enable_input_grad, model_guard
 
 RULES = ("gradient", "guided", "deconvnet")
 RELU_TYPES = (nn.ReLU, nn.ReLU6)
+RELU_ENDING_BLOCKS = ("BasicConv2d",)   # torchvision GoogLeNet/Inception: conv, BN, F.relu
 
 
 # ----------------------------------------------------------------------------- targets
@@ -61,6 +65,11 @@ def class_scores(model, x, target):
 def relu_modules(model):
     """The model's ReLU and ReLU6 modules (the places where backward rules apply)."""
     return [m for m in model.modules() if isinstance(m, RELU_TYPES)]
+
+
+def relu_ending_blocks(model):
+    """Blocks whose output is a *functional* ReLU's output (GoogLeNet's ``BasicConv2d``)."""
+    return [m for m in model.modules() if type(m).__name__ in RELU_ENDING_BLOCKS]
 
 
 def forward_mask(module, x):
@@ -101,29 +110,40 @@ def backward_rule(model, rule="guided"):
 
     f_l is the ReLU's input, R the signal coming back. Implemented with forward hooks that
     route the ReLU output through ``_RuleReLU``, so it works for a module called several
-    times per pass (ResNet's shared ``relu``). The model is put in eval mode with out-of-place
-    ReLUs inside the block and left exactly as found afterwards.
+    times per pass (ResNet's shared ``relu``). On a ``BasicConv2d`` the hook sits on the
+    block's output y = relu(f): autograd's own ReLU backward supplies 1[f > 0] (= 1[y > 0]),
+    the hook adds 1[R > 0]. The model is put in eval mode with out-of-place ReLUs inside the
+    block and left exactly as found afterwards.
     """
     if rule not in RULES:
         raise ValueError(f"Unknown rule {rule!r}; choose one of {RULES}.")
-    modules = relu_modules(model)
-    if not modules:
+    modules, blocks = relu_modules(model), relu_ending_blocks(model)
+    if blocks and rule == "deconvnet":
+        raise ValueError(
+            f"{type(model).__name__} applies its ReLUs as functions (F.relu inside "
+            "BasicConv2d). The guided rule works there, but the deconvnet rule must drop the "
+            "forward mask 1[f > 0], which a functional ReLU always applies. Use a model whose "
+            "activations are modules (AlexNet, VGG, ResNet, the bundled efficientnet_lite0).")
+    if not modules and not blocks:
         raise ValueError(
             f"{type(model).__name__} has no nn.ReLU / nn.ReLU6 module, so backward rules cannot "
-            "be attached. It probably applies ReLU as a function (torchvision's GoogLeNet and "
-            "Inception call F.relu inside BasicConv2d), which module hooks do not see. Use a "
-            "model whose activations are modules (AlexNet, VGG, ResNet, the bundled "
-            "efficientnet_lite0), or replace those F.relu calls with nn.ReLU modules.")
+            "be attached. It probably applies ReLU as a function (F.relu inside forward), "
+            "which module hooks do not see. Use a model whose activations are modules "
+            "(AlexNet, VGG, ResNet, GoogLeNet, the bundled efficientnet_lite0), or replace "
+            "those F.relu calls with nn.ReLU modules.")
 
-    def hook(module, inputs, output):
+    def relu_hook(module, inputs, output):
         x = inputs[0]
         return _RuleReLU.apply(x, output, forward_mask(module, x.detach()), rule)
+
+    def block_hook(module, inputs, output):          # output = relu(f): mask 1[output > 0]
+        return _RuleReLU.apply(output, output, output.detach() > 0, rule)
 
     handles = []
     with model_guard(model, freeze=True):
         try:
-            for module in modules:
-                handles.append(module.register_forward_hook(hook))
+            handles += [m.register_forward_hook(relu_hook) for m in modules]
+            handles += [m.register_forward_hook(block_hook) for m in blocks]
             yield model
         finally:
             for handle in handles:

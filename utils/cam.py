@@ -16,7 +16,6 @@ normalises them. Layers are chosen by role ("last_conv", "stages") or by module 
 All functions take a batch (N×3×H×W) and a class per image (``classes``: None = each image's
 top prediction, an int or label for all, or one per image), and leave the model as found.
 """
-from contextlib import ExitStack, contextmanager
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -25,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hooks import (capture_activations, enable_input_grad, graph_from_layers, model_guard,
-                    resolve_layer)
+from .attribution import guided_backprop
+from .hooks import capture_activations, graph_from_layers, model_guard, resolve_layer
 from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
 from .models import class_index
 from .plotting import show_heatmap, show_map, to_numpy_image
@@ -220,75 +219,16 @@ def grad_cam(model, x, classes=None, layer="last_conv", method="Grad-CAM"):
 
 
 # ----------------------------------------------------------------------------- guided
-class _PositiveGradient(torch.autograd.Function):
-    """Identity forward; backward lets only positive gradients through."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.clamp(min=0)
-
-
-def _relu_outputs(model):
-    """Modules whose output is a ReLU's output: nn.ReLU, nn.ReLU6 and torchvision's
-    BasicConv2d (GoogLeNet/Inception), which ends in a *functional* ``F.relu``."""
-    found = [m for m in model.modules()
-             if isinstance(m, (nn.ReLU, nn.ReLU6)) or type(m).__name__ == "BasicConv2d"]
-    if not found:
-        raise ValueError(f"Guided backprop needs ReLU activations, and {type(model).__name__} "
-                         "has no nn.ReLU/nn.ReLU6 module (functional or other activations "
-                         "cannot be hooked). Use grad_cam alone for this model.")
-    return found
-
-
-@contextmanager
-def _guided_relus(model):
-    """Inside the block, every ReLU output passes only positive gradients backwards.
-
-    Autograd's own ReLU backward already multiplies by 1[f > 0]; the extra identity adds
-    1[R > 0], which together is the guided rule R_l = 1[f_l > 0] · 1[R_{l+1} > 0] · R_{l+1}
-    (Springenberg et al. 2015). Hooking the *output* of BasicConv2d catches GoogLeNet's
-    functional F.relu, which module hooks on nn.ReLU would silently miss.
-    """
-    with ExitStack() as stack:
-        for module in _relu_outputs(model):
-            handle = module.register_forward_hook(lambda m, i, out: _PositiveGradient.apply(out))
-            stack.callback(handle.remove)
-        yield
-
-
-def _guided_backprop(model, x, classes=None):
-    """Guided backpropagation ∂y^c/∂x with the guided ReLU rule; N×3×H×W."""
-    _check_image_batch(x)
-    with model_guard(model), torch.enable_grad(), _guided_relus(model):
-        x = enable_input_grad(x)
-        logits = model(x)
-        chosen = class_indices(model, classes, logits)
-        (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), x)
-    return grad
-
-
-def gradient_image(gradient, percentile=99.5):
-    """A 3×H×W input gradient as an H×W×3 picture, grey = zero: x / s · 0.5 + 0.5, clipped.
-
-    s is the ``percentile`` of |x| rather than its maximum: a handful of extreme pixels
-    would otherwise turn the whole picture flat grey (``percentile=100`` gives max |x|).
-    """
-    gradient = torch.as_tensor(gradient).detach().float().cpu()
-    scale = torch.quantile(gradient.abs().flatten(), percentile / 100).clamp(min=1e-12)
-    return (gradient / scale * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
-
-
 def guided_grad_cam(model, x, classes=None, layer="last_conv"):
     """Guided Grad-CAM: guided backprop × Grad-CAM upsampled bilinearly to the input.
 
-    Returns (product N×3×H×W, guided backprop N×3×H×W, upsampled Grad-CAM N×H×W).
+    Guided backprop is ``utils.attribution.guided_backprop`` (the guided ReLU rule, also on
+    GoogLeNet's functional ReLUs). Returns (product N×3×H×W, guided backprop N×3×H×W,
+    upsampled Grad-CAM N×H×W); show the first two with ``attribution.to_rgb``.
     """
-    heatmap = upsample(grad_cam(model, x, classes, layer), x.shape[-2:])
-    guided = _guided_backprop(model, x, classes)
+    _, chosen, acts, grads = class_gradients(model, x, layer, classes)
+    heatmap = upsample(grad_cam_map(acts[layer], grads[layer][:, 0]), x.shape[-2:])
+    guided = guided_backprop(model, x, chosen[:, 0])
     return guided * heatmap[:, None], guided, heatmap
 
 
