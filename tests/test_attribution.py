@@ -8,7 +8,7 @@ from torch import nn
 
 from utils.attribution import (backward_rule, class_scores, completeness, count_functional_relus,
                                guided_backprop, input_gradient, integrated_gradients, saliency,
-                               smoothgrad)
+                               saliency_box, smoothgrad)
 from utils.hooks import count_hooks
 from utils.models import load_model
 
@@ -267,3 +267,15 @@ def test_class_scores_are_logits():
     net = small_convnet().float()
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(class_scores(net, x, [1, 3]), net(x)[[0, 1], [1, 3]])
+
+
+def test_saliency_box_boxes_the_largest_blob_not_a_stray_speck():
+    m = torch.zeros(60, 80)
+    m[20:40, 30:55] = 1.0                   # the object: 20 rows × 25 columns
+    m[2:4, 2:4] = 5.0                       # a small, very bright speck far away
+    box, mask = saliency_box(m, quantile=0.85, sigma=1.0)
+    x0, y0, x1, y1 = box
+    assert abs(x0 - 30) <= 3 and abs(x1 - 55) <= 3 and abs(y0 - 20) <= 3 and abs(y1 - 40) <= 3
+    assert not mask[:6, :6].any()           # the speck is another, smaller component
+    with pytest.raises(ValueError, match="H×W"):
+        saliency_box(torch.zeros(3, 8, 8))

@@ -104,8 +104,8 @@ def test_projection_stays_inside_the_receptive_field():
     net = torchvision.models.vgg11(weights=None).eval()
     x = torch.randn(1, 3, 32, 32)
     proj, _ = project_with_rule(net, x, "features.4", 0, position=(5, 5), rule="gradient")
-    top, left, bottom, right = support_box(proj[0], fraction=0.0)
-    assert (top, left, bottom, right) == (7, 7, 15, 15)
+    x0, y0, x1, y1 = support_box(proj[0], fraction=0.0)
+    assert (x0, y0, x1, y1) == (7, 7, 15, 15)
 
 
 def test_switch_form_refuses_networks_without_a_pooling_chain():

@@ -27,12 +27,15 @@ int for every image, or one per image. Results equal those of the images taken o
 """
 from contextlib import contextmanager
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from tqdm.auto import tqdm
 
 from .hooks import enable_input_grad, model_guard
+from .localize import largest_region, mask_box
 
 RULES = ("gradient", "guided", "deconvnet")
 RELU_TYPES = (nn.ReLU, nn.ReLU6)
@@ -297,16 +300,11 @@ def saliency_box(saliency_map, quantile=0.8, sigma=8.0):
     (object) and below the 30 % (background) quantiles of the map, then box the largest
     connected component. We keep the idea without GraphCut: smooth the map (Gaussian,
     ``sigma`` pixels), keep the pixels above its ``quantile``, take the largest 8-connected
-    component; box = (top, left, bottom, right), bottom/right exclusive.
+    component (``utils.localize``); box = (x0, y0, x1, y1), x1 and y1 exclusive.
     """
-    from scipy import ndimage
-    m = saliency_map.detach().cpu().numpy() if torch.is_tensor(saliency_map) else saliency_map
+    m = saliency_map.detach().cpu().numpy() if torch.is_tensor(saliency_map) else np.asarray(saliency_map)
     if m.ndim != 2:
         raise ValueError(f"saliency_box takes one H×W map, got shape {m.shape}.")
     smooth = ndimage.gaussian_filter(m.astype("float64"), sigma)
-    above = smooth >= torch.tensor(smooth).quantile(quantile).item()
-    labels, count = ndimage.label(above, structure=[[1, 1, 1]] * 3)
-    sizes = ndimage.sum(above, labels, range(1, count + 1))
-    mask = labels == (1 + int(sizes.argmax()))
-    ys, xs = mask.nonzero()
-    return (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1), mask
+    mask = largest_region(smooth >= np.quantile(smooth, quantile))
+    return mask_box(mask), mask

@@ -24,6 +24,7 @@ from torch import nn
 
 from .attribution import backward_rule
 from .hooks import capture_activations, model_guard, resolve_layer
+from .localize import mask_box
 
 SWITCH_LAYERS = (nn.Conv2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.Dropout)
 
@@ -156,13 +157,12 @@ def project_with_rule(model, x, layer, channel, position=None, rule="deconvnet")
 
 
 def support_box(projection, fraction=0.02):
-    """(top, left, bottom, right) of the pixels where |projection| > fraction · max, for one
-    3×H×W projection: the part of the image that reached the unit (its effective receptive field)."""
-    energy = projection.detach().abs().amax(dim=0)
-    ys, xs = torch.nonzero(energy > fraction * energy.max(), as_tuple=True)
-    if len(ys) == 0:
-        return 0, 0, energy.shape[0], energy.shape[1]
-    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+    """(x0, y0, x1, y1) around the pixels where |projection| > fraction · max, for one
+    3×H×W projection: the part of the image that reached the unit (its effective receptive
+    field). The whole image if nothing reached it."""
+    energy = projection.detach().abs().amax(dim=0).cpu().numpy()
+    box = mask_box(energy > fraction * energy.max())
+    return box if box is not None else (0, 0, energy.shape[1], energy.shape[0])
 
 
 @torch.no_grad()

@@ -37,6 +37,21 @@ def resolve_layer(model, name):
                        "model.named_modules()]).") from None
 
 
+def unclipped_layer(model, layer):
+    """``layer`` itself, or, if it ends in a ReLU6, the module just before the ReLU6.
+
+    ReLU6 clips at 6: many units tie at the ceiling, and a clipped unit passes no gradient
+    back (its mask is 1[0 < x < 6]). Ranking units, or projecting one down, works on the
+    values before the clip. ReLU networks (AlexNet, VGG) get ``layer`` back unchanged.
+    """
+    module = resolve_layer(model, layer)
+    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
+    children = list(module.named_children())
+    if len(children) > 1 and isinstance(children[-1][1], nn.ReLU6):
+        return f"{path}.{children[-2][0]}"
+    return path
+
+
 def _names(layers):
     return [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
 

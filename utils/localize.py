@@ -20,6 +20,15 @@ def largest_region(mask):
     return labels == 1 + int(np.argmax(sizes))
 
 
+def mask_box(mask):
+    """(x0, y0, x1, y1) around the True pixels of a boolean H×W mask (x1, y1 exclusive);
+    None if the mask is empty."""
+    ys, xs = np.nonzero(np.asarray(mask))
+    if len(ys) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
 def bounding_box(heatmap, fraction, size=None):
     """(x0, y0, x1, y1) around the largest region where map ≥ fraction · max (x1, y1 exclusive).
 
@@ -31,8 +40,7 @@ def bounding_box(heatmap, fraction, size=None):
         values = resize_map(values, tuple(size))
     if values.max() <= 0:
         return None
-    ys, xs = np.nonzero(largest_region(values >= fraction * values.max()))
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return mask_box(largest_region(values >= fraction * values.max()))
 
 
 def box_iou(a, b):

@@ -288,17 +288,6 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
     return bank
 
 
-def unclipped_layer(model, layer):
-    """The layer to rank regions by: ``layer`` itself, or, if it ends in a ReLU6 (which
-    clips at 6, so that many regions tie for first place), the module just before it."""
-    module = resolve_layer(model, layer)
-    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
-    children = list(module.named_children())
-    if children and isinstance(children[-1][1], torch.nn.ReLU6) and len(children) > 1:
-        return f"{path}.{children[-2][0]}"
-    return path
-
-
 def selective_channels(bank, layer, n=4, k=16):
     """Channels whose top-``k`` regions stand out most from the rest (z-score of the mean
     top-k score): a quick way to pick units worth showing."""
