@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from utils.hooks import (capture_activations, capture_gradients, count_hooks, graph_from_layers,
-                         model_guard, resolve_layer)
+                         model_guard, resolve_layer, unclipped_layer)
 
 
 def tiny():
@@ -91,3 +91,11 @@ def test_resolve_layer_suggests_close_names():
         resolve_layer(tiny(), "first_conf")
     with pytest.raises(KeyError, match="first_conv"):
         resolve_layer(tiny(), "conv1")
+
+
+def test_unclipped_layer_steps_back_over_a_final_relu6_only():
+    block = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU6())
+    net = nn.Sequential(block, nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()))
+    assert unclipped_layer(net, "0") == "0.1"            # BN output: values before the clip
+    assert unclipped_layer(net, "1") == "1"              # a ReLU has no ceiling: unchanged
+    assert unclipped_layer(net, "0.0") == "0.0"          # a leaf module: unchanged
