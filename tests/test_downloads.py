@@ -34,6 +34,10 @@ def test_download_caches_and_checks(tmp_path, monkeypatch):
 
     with pytest.raises(OSError, match="expected 0000"):       # a pinned hash must match
         D.download(url, tmp_path / "other", sha256="0" * 64)
+    with pytest.raises(OSError, match="MD5"):
+        D.download(url, tmp_path / "third", md5="0" * 32)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    assert D.download(url, tmp_path / "fourth", md5=md5).exists()
 
     def no_network(*args, **kwargs):
         raise AssertionError("the cache should have been used")
@@ -75,3 +79,13 @@ def test_image_set_reads_either_split_of_the_archive(tmp_path, monkeypatch):
     assert len(train) == 5 and all(im.size == (80, 60) for _, im in train)
     with pytest.raises(KeyError, match="imagenette"):
         D.image_set("no-such-set")
+
+
+def test_imagenette_is_pinned_to_the_checksum_torchvision_pins():
+    from torchvision import datasets
+    archives = getattr(getattr(datasets, "Imagenette", None), "_ARCHIVES", None)
+    if archives is None:
+        pytest.skip("this torchvision does not list Imagenette's archives")
+    url, md5 = archives["160px"]
+    assert D.IMAGE_SETS["imagenette-160"]["url"] == url
+    assert D.IMAGE_SETS["imagenette-160"]["md5"] == md5

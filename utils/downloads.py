@@ -26,18 +26,20 @@ CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
 USER_AGENT = "visualizing-cnns lecture notebooks (https://github.com/dl4cv/visualizing-cnns)"
 
 # Imagenette (fast.ai): a 10-class subset of ImageNet, Apache-2.0; the 160-px version, 94 MB.
-# ``sha256=None``: recorded on the first download, checked on every later use.
+# Its MD5 is the one torchvision pins (torchvision.datasets.Imagenette); the SHA-256 is
+# recorded on the first download and checked on every later use.
 IMAGE_SETS = {
     "imagenette-160": {
         "url": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
         "sha256": None,
+        "md5": "e793b78cc4c9e9a4ccc0c1155377a412",
         "root": "imagenette2-160/",           # with train/ and val/ below it
     },
 }
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256"):
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -49,8 +51,9 @@ def _urlopen(url, timeout=60):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
-def download(url, cache_dir=None, sha256=None):
-    """Download ``url`` once into ``cache_dir`` and check its SHA-256; return the file's path."""
+def download(url, cache_dir=None, sha256=None, md5=None):
+    """Download ``url`` once into ``cache_dir`` and check its SHA-256 (and ``md5`` if given,
+    for files whose publishers pin an MD5); return the file's path."""
     cache_dir = Path(cache_dir or CACHE_DIR)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / Path(urllib.parse.urlparse(url).path).name
@@ -73,12 +76,16 @@ def download(url, cache_dir=None, sha256=None):
             raise OSError(f"Could not download {url} ({err}). Check the connection, or use "
                           "the bundled images.") from None
         partial.rename(path)
-    actual = sha256_of(path)
+    actual = file_digest(path)
     expected = sha256 or (recorded.read_text().strip() if recorded.exists() else None)
-    if expected is not None and actual != expected:
-        path.unlink()
-        raise OSError(f"{path.name} has SHA-256 {actual}, expected {expected}: the download "
-                      "is corrupt or the file changed. It was deleted; run again.")
+    checks = [("SHA-256", actual, expected)]
+    if md5 is not None:
+        checks.append(("MD5", file_digest(path, "md5"), md5))
+    for name, got, wanted in checks:
+        if wanted is not None and got != wanted:
+            path.unlink()
+            raise OSError(f"{path.name} has {name} {got}, expected {wanted}: the download is "
+                          "corrupt or the file changed. It was deleted; run again.")
     if not recorded.exists():
         recorded.write_text(actual + "\n")
     return path
@@ -94,7 +101,7 @@ def image_set(name="imagenette-160", n_images=40, seed=0, cache_dir=None, split=
         raise KeyError(f"Unknown image set {name!r}; choose one of {list(IMAGE_SETS)}.")
     info = IMAGE_SETS[name]
     folder = f"{info['root']}{split}/"
-    path = download(info["url"], cache_dir, info["sha256"])
+    path = download(info["url"], cache_dir, info.get("sha256"), info.get("md5"))
     with tarfile.open(path) as archive:
         members = sorted((m for m in archive.getmembers() if m.isfile()
                           and m.name.startswith(folder)
