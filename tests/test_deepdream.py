@@ -8,11 +8,6 @@ from utils.hooks import count_hooks
 from utils.models import ModelSpec, load_model
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return load_model("efficientnet_lite0", device="cpu", verbose=False)
-
-
 def tiny_model():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
@@ -65,19 +60,19 @@ def test_guided_objective_gradient_is_the_best_matching_guide_feature():
     assert torch.equal(a.grad.flatten(2)[0], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
 
 
-def test_dream_raises_the_layer_norm_and_keeps_the_model(lite0):
-    x = lite0.spec.preprocess("cat", size=96)
-    before = dd.activation_norm(lite0, x, "dream")
-    flags = [p.requires_grad for p in lite0.parameters()]
-    out, octaves = dd.deepdream(lite0, x, "dream", steps=3, progress=False, return_octaves=True)
-    after = dd.activation_norm(lite0, out, "dream")
+def test_dream_raises_the_layer_norm_and_keeps_the_model(lite):
+    x = lite.spec.preprocess("cat", size=96)
+    before = dd.activation_norm(lite, x, "dream")
+    flags = [p.requires_grad for p in lite.parameters()]
+    out, octaves = dd.deepdream(lite, x, "dream", steps=3, progress=False, return_octaves=True)
+    after = dd.activation_norm(lite, out, "dream")
     assert after.item() > 1.1 * before.item()
     assert [tuple(o.shape[-2:]) for o in octaves] == dd.octave_sizes(96, 96)
-    rgb = lite0.spec.denormalize(out)
-    assert (rgb - lite0.spec.denormalize(x)).abs().mean() > 0.01       # the image changed (3 steps of 1.5/255 per octave)
+    rgb = lite.spec.denormalize(out)
+    assert (rgb - lite.spec.denormalize(x)).abs().mean() > 0.01       # the image changed (3 steps of 1.5/255 per octave)
     assert rgb.min() >= -1e-5 and rgb.max() <= 1 + 1e-5                # stayed displayable
-    assert count_hooks(lite0) == 0 and [p.requires_grad for p in lite0.parameters()] == flags
-    assert not lite0.training
+    assert count_hooks(lite) == 0 and [p.requires_grad for p in lite.parameters()] == flags
+    assert not lite.training
 
 
 def test_batch_equals_one_by_one():
@@ -89,6 +84,6 @@ def test_batch_equals_one_by_one():
     assert torch.allclose(both, one, atol=1e-5)
 
 
-def test_unknown_layer_says_what_to_do(lite0):
+def test_unknown_layer_says_what_to_do(lite):
     with pytest.raises(KeyError, match="Roles"):
-        dd.deepdream(lite0, torch.zeros(1, 3, 32, 32), "blocks.99", progress=False)
+        dd.deepdream(lite, torch.zeros(1, 3, 32, 32), "blocks.99", progress=False)

@@ -10,11 +10,6 @@ from utils.models import load_model
 STEM_PSNR_MIN = 19.0
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return load_model("efficientnet_lite0", device="cpu", verbose=False)
-
-
 def test_regularisers_by_hand():
     u = torch.tensor([[[[1.0, 2.0], [0.0, -1.0]]]])          # 1×1×2×2
     assert inv.alpha_norm(u, 6).item() == 1 + 64 + 0 + 1
@@ -30,41 +25,41 @@ def test_schedule_is_the_papers_for_400_iterations():
     assert all(abs(v - 0.00004) < 1e-12 for v in lrs[300:])
 
 
-def test_caffe_units_round_trip(lite0):
-    x = lite0.spec.preprocess("cat", size=32)
-    u = inv.from_model_input(x, lite0.spec)
-    assert torch.allclose(inv.to_model_input(u, lite0.spec), x, atol=1e-5)
+def test_caffe_units_round_trip(lite):
+    x = lite.spec.preprocess("cat", size=32)
+    u = inv.from_model_input(x, lite.spec)
+    assert torch.allclose(inv.to_model_input(u, lite.spec), x, atol=1e-5)
     assert 20 < u.abs().mean() < 120                           # 0–255 units, mean removed
 
 
-def test_tv_weight_grows_with_depth(lite0):
-    assert inv.default_tv_lambda(lite0, "first_conv") == 1.0
-    assert inv.default_tv_lambda(lite0, "blocks.7") == 10.0
-    assert inv.default_tv_lambda(lite0, "logits") == 100.0
+def test_tv_weight_grows_with_depth(lite):
+    assert inv.default_tv_lambda(lite, "first_conv") == 1.0
+    assert inv.default_tv_lambda(lite, "blocks.7") == 10.0
+    assert inv.default_tv_lambda(lite, "logits") == 100.0
     with pytest.raises(KeyError):
-        inv.default_tv_lambda(lite0, "blocks.99")
+        inv.default_tv_lambda(lite, "blocks.99")
 
 
-def test_objective_falls_and_shallow_code_reconstructs_better(lite0):
-    x = lite0.spec.preprocess("cat", size=48)
-    flags = [p.requires_grad for p in lite0.parameters()]
-    result = inv.invert(lite0, x.repeat(2, 1, 1, 1), ["stem", "logits"], steps=120, progress=False)
+def test_objective_falls_and_shallow_code_reconstructs_better(lite):
+    x = lite.spec.preprocess("cat", size=48)
+    flags = [p.requires_grad for p in lite.parameters()]
+    result = inv.invert(lite, x.repeat(2, 1, 1, 1), ["stem", "logits"], steps=120, progress=False)
     assert result.losses[-1] < 0.05 * result.losses[0]
     assert all(d_end < d_start for d_start, d_end in zip(result.data_terms[0], result.data_terms[-1]))
     assert result.data_terms[-1][0] < 0.1            # the first block's code is matched closely
-    stem, logits = inv.psnr(result.images, x.repeat(2, 1, 1, 1), lite0.spec).tolist()
+    stem, logits = inv.psnr(result.images, x.repeat(2, 1, 1, 1), lite.spec).tolist()
     assert stem > STEM_PSNR_MIN
     assert stem > logits + 2
-    assert count_hooks(lite0) == 0 and [p.requires_grad for p in lite0.parameters()] == flags
+    assert count_hooks(lite) == 0 and [p.requires_grad for p in lite.parameters()] == flags
 
 
-def test_layer_count_must_match(lite0):
+def test_layer_count_must_match(lite):
     with pytest.raises(ValueError, match="one per image"):
-        inv.invert(lite0, torch.zeros(3, 3, 32, 32), ["stem", "logits"], steps=1, progress=False)
+        inv.invert(lite, torch.zeros(3, 3, 32, 32), ["stem", "logits"], steps=1, progress=False)
 
 
-def test_a_step_too_large_falls_back_instead_of_giving_nan(lite0):
-    x = lite0.spec.preprocess("cat", size=32)
-    result = inv.invert(lite0, x, "logits", steps=20, lr=0.2, progress=False)
+def test_a_step_too_large_falls_back_instead_of_giving_nan(lite):
+    x = lite.spec.preprocess("cat", size=32)
+    result = inv.invert(lite, x, "logits", steps=20, lr=0.2, progress=False)
     assert torch.isfinite(result.images).all()
     assert result.losses[-1] <= result.losses[0]

@@ -9,12 +9,7 @@ import torchvision
 from utils import models
 from utils.hooks import capture_activations, count_hooks
 from utils.lite0 import LiteNet, load_original
-from utils.models import REGISTRY, class_index, load_model, top_k
-
-
-@pytest.fixture(scope="module")
-def lite():
-    return load_model(models.BUNDLED, device="cpu", verbose=False)
+from utils.models import REGISTRY, load_model, top_k
 
 
 def random_architecture(name):
@@ -95,8 +90,3 @@ def test_unknown_names_get_clear_errors(lite):
         load_model("resnet9000")
     with pytest.raises(KeyError, match="roles"):
         lite.spec.layer("nonsense")
-    with pytest.raises(IndexError, match="out of range"):
-        class_index(1000)
-    with pytest.raises(KeyError, match="Did you mean"):
-        class_index("cat")
-    assert class_index("Egyptian cat") == 285 and class_index(285) == 285

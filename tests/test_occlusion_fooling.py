@@ -66,11 +66,6 @@ def test_to_pixels_averages_covering_squares():
     assert pix[0].tolist() == [1, 1, 2, 2, 3, 3]
 
 
-@pytest.fixture(scope="module")
-def lite():
-    return load_model("efficientnet_lite0", verbose=False)
-
-
 def test_fooling_changes_the_prediction_with_a_tiny_change(lite):
     x = lite.spec.preprocess("cat", size=160)
     before = model_state(lite)

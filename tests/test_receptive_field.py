@@ -89,8 +89,8 @@ def test_gradient_stays_inside_the_receptive_field():
     assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == (x0, x1, y0, y1)
 
 
-def test_bundled_lite0(bundled_model):
-    stem, b1, head = receptive_fields(bundled_model, ["stem", "blocks.1", "head"])
+def test_bundled_lite0(lite):
+    stem, b1, head = receptive_fields(lite, ["stem", "blocks.1", "head"])
     assert (stem.size, stem.jump, stem.start) == (3, 2, 1)
     # blocks.0: depthwise 3×3 s1 → 3 + 2·2 = 7; blocks.1: depthwise 3×3 s2, pad (0, 1) → 11, jump 4, start 3
     assert (b1.size, b1.jump, b1.start) == (11, 4, 3)
@@ -104,9 +104,3 @@ def test_box_and_errors():
     assert Axis(3, 2, 1).through(3, 1, 1) == Axis(7, 2, 1)
     with pytest.raises(KeyError, match="No layer"):
         receptive_field(tv("alexnet"), "features.99")
-
-
-@pytest.fixture(scope="module")
-def bundled_model():
-    from utils.models import load_model
-    return load_model("efficientnet_lite0", device="cpu", verbose=False)

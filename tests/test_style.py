@@ -15,11 +15,6 @@ FAST_STEPS = 30          # what notebook 07 runs in fast mode
 
 
 @pytest.fixture(scope="module")
-def lite():
-    return load_model("efficientnet_lite0", device="cpu", verbose=False)
-
-
-@pytest.fixture(scope="module")
 def brick(lite):
     return lite.spec.preprocess("brick", size=64)
 

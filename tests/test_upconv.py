@@ -12,14 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import train_decoder  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return load_model("efficientnet_lite0", device="cpu", verbose=False)
-
-
-def test_decoder_upsamples_by_the_encoder_stride(lite0):
+def test_decoder_upsamples_by_the_encoder_stride(lite):
     x = torch.rand(2, 3, 48, 40)
-    code = upconv.encode(lite0, x)
+    code = upconv.encode(lite, x)
     assert code.shape[-2:] == (6, 5) and code.shape[1] == 40
     assert upconv.UpConvDecoder(40, 16)(code).shape == (2, 3, 48, 40)
 
@@ -56,13 +51,13 @@ def test_training_script_adds_a_downloaded_image_set(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "set.tgz").exists()          # downloaded once, cached
 
 
-def test_shipped_weights_beat_the_mean_image_on_held_out_photos(lite0):
+def test_shipped_weights_beat_the_mean_image_on_held_out_photos(lite):
     decoder = upconv.load_decoder()
     assert upconv.WEIGHTS_PATH.stat().st_size < 5e6
-    spec = lite0.spec
+    spec = lite.spec
     held = torch.cat([spec.preprocess(name, size=64) for name in upconv.HELD_OUT])
     rgb = spec.denormalize(held)
-    decoded = spec.denormalize(upconv.reconstruct(decoder, lite0, held))
+    decoded = spec.denormalize(upconv.reconstruct(decoder, lite, held))
     train, _ = upconv.training_split()
     mean_image = upconv.random_crops(train, 128, 64).mean(0, keepdim=True)
     decoder_mse = (decoded - rgb).pow(2).flatten(1).mean(1)
@@ -70,6 +65,6 @@ def test_shipped_weights_beat_the_mean_image_on_held_out_photos(lite0):
     assert (decoder_mse < 0.7 * mean_mse).all()     # measured: about 0.5 on both photos
 
 
-def test_reconstruct_rejects_sizes_the_decoder_cannot_produce(lite0):
+def test_reconstruct_rejects_sizes_the_decoder_cannot_produce(lite):
     with pytest.raises(ValueError, match="multiples of 8"):
-        upconv.reconstruct(upconv.UpConvDecoder(), lite0, torch.zeros(1, 3, 50, 50))
+        upconv.reconstruct(upconv.UpConvDecoder(), lite, torch.zeros(1, 3, 50, 50))

@@ -32,36 +32,27 @@ import torch
 from scipy import ndimage
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from tqdm.auto import tqdm
 
-from .hooks import enable_input_grad, model_guard
+from .env import progress_bar
+from .hooks import enable_input_grad, forward_hooks, model_guard
+from .images import image_batch
 from .localize import largest_region, mask_box
+from .targets import check_target, choose_target, predicted_target
 
 RULES = ("gradient", "guided", "deconvnet")
 RELU_TYPES = (nn.ReLU, nn.ReLU6)
 RELU_ENDING_BLOCKS = ("BasicConv2d",)   # torchvision GoogLeNet/Inception: conv, BN, F.relu
 
 
-# ----------------------------------------------------------------------------- targets
-def target_indices(target, n, num_classes=None):
-    """``target`` (int, list or tensor) -> LongTensor of n class indices, with clear errors."""
-    t = torch.as_tensor(target, dtype=torch.long).flatten()
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"Got {t.numel()} targets for a batch of {n} images: give one class "
-                         "for all of them or one per image.")
-    if num_classes is not None and (t.min() < 0 or t.max() >= num_classes):
-        raise IndexError(f"Class index out of range 0..{num_classes - 1}: {t.tolist()}. "
-                         "Use utils.models.class_index('label') to look one up.")
-    return t.clone()
+# ----------------------------------------------------------------------------- scores
+def class_scores(model, x, target=None):
+    """S_c(x) for each image: the unnormalised score (logit) of its target class, shape (N,).
 
-
-def class_scores(model, x, target):
-    """S_c(x) for each image: the unnormalised score (logit) of its target class, shape (N,)."""
+    ``target`` is checked before the forward pass (see ``utils.targets``); None = top-1.
+    """
+    targets = check_target(model, target, x.shape[0])
     logits = model(x)
-    t = target_indices(target, x.shape[0], logits.shape[1]).to(logits.device)
-    return logits.gather(1, t[:, None])[:, 0]
+    return logits.gather(1, choose_target(targets, logits)[:, None])[:, 0]
 
 
 # ----------------------------------------------------------------------------- ReLU rules
@@ -142,15 +133,9 @@ def backward_rule(model, rule="guided"):
     def block_hook(module, inputs, output):          # output = relu(f): mask 1[output > 0]
         return _RuleReLU.apply(output, output, output.detach() > 0, rule)
 
-    handles = []
-    with model_guard(model, freeze=True):
-        try:
-            handles += [m.register_forward_hook(relu_hook) for m in modules]
-            handles += [m.register_forward_hook(block_hook) for m in blocks]
-            yield model
-        finally:
-            for handle in handles:
-                handle.remove()
+    with model_guard(model, freeze=True), forward_hooks(modules, relu_hook), \
+            forward_hooks(blocks, block_hook):
+        yield model
 
 
 class _ReluCounter(TorchFunctionMode):
@@ -176,47 +161,49 @@ def count_functional_relus(model, x):
     ReLU is a module; torchvision's GoogLeNet gives 57 (one per BasicConv2d).
     """
     module_calls = []
-    handles = [m.register_forward_hook(lambda *_: module_calls.append(1)) for m in relu_modules(model)]
-    try:
-        with model_guard(model), _ReluCounter() as counter:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with model_guard(model), forward_hooks(relu_modules(model), lambda *_: module_calls.append(1)), \
+            _ReluCounter() as counter:
+        model(x)
     # an nn.ReLU module's forward itself calls F.relu once
     return counter.calls - len(module_calls)
 
 
 # ----------------------------------------------------------------------------- gradients
-def input_gradient(model, x, target, rule="gradient"):
+def input_gradient(model, x, target=None, rule="gradient"):
     """dS_c/dx for each image (N×3×H×W), with the ReLU backward ``rule`` ("gradient",
     "guided", "deconvnet"). S_c is the logit: the softmax would mix in every other class.
 
     Summing the scores of the batch gives each image its own gradient, since image i's score
     does not depend on image j (the model is in eval mode: BatchNorm uses running stats).
     """
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"Expected a normalised N×3×H×W batch, got shape {tuple(x.shape)}; "
-                         "use model.spec.preprocess(image).")
+    x = image_batch(x, model)
+    targets = check_target(model, target, x.shape[0])
     with backward_rule(model, rule) if rule != "gradient" else model_guard(model, freeze=True):
         x = enable_input_grad(x)
         with torch.enable_grad():
-            class_scores(model, x, target).sum().backward()
+            class_scores(model, x, targets).sum().backward()
     return x.grad.detach()
 
 
-def saliency(model, x, target):
-    """Simonyan et al.'s image-specific class saliency: M_ij = max_c |∂S_c/∂I_(i,j,c)|, (N×H×W)."""
-    return input_gradient(model, x, target).abs().amax(dim=1)
+def pixel_map(attribution):
+    """The one reduction of an input attribution (N×3×H×W) to a map per image (N×H×W):
+    max over the colour channels of |·|, as Simonyan et al. define the saliency map."""
+    return attribution.abs().amax(dim=1)
 
 
-def guided_backprop(model, x, target):
+def saliency(model, x, target=None):
+    """Simonyan et al.'s image-specific class saliency: M_ij = max_c |∂S_c/∂I_(i,j,c)|, (N×H×W):
+    ``input_gradient`` reduced by ``pixel_map``."""
+    return pixel_map(input_gradient(model, x, target))
+
+
+def guided_backprop(model, x, target=None):
     """Guided backpropagation (Springenberg et al. 2015): dS_c/dx with the guided ReLU rule."""
     return input_gradient(model, x, target, rule="guided")
 
 
-def smoothgrad(model, x, target, samples=50, noise=0.15, batch_size=16, rule="gradient",
-               seed=0, progress=False):
+def smoothgrad(model, x, target=None, samples=50, noise=0.15, batch_size=16, rule="gradient",
+               seed=0, progress=True):
     """SmoothGrad (Smilkov et al. 2017): M̂(x) = (1/n) Σ_k ∂S_c/∂x at x + N(0, σ²).
 
     σ = ``noise`` × (x.max() - x.min()) of each image: a *fraction of the input range*
@@ -225,11 +212,12 @@ def smoothgrad(model, x, target, samples=50, noise=0.15, batch_size=16, rule="gr
     generator seeded with ``seed``, so a batch gives the per-image results. Returns the mean gradient (N×3×H×W);
     show it with ``.abs().amax(1)`` like a saliency map.
     """
-    targets = target_indices(target, x.shape[0])
+    x = image_batch(x, model)
+    targets = predicted_target(model, x, target)      # None: the clean image's top-1
     out = torch.zeros_like(x)
     steps = [(i, s) for i in range(x.shape[0]) for s in range(0, samples, batch_size)]
     generator = None
-    for i, start in tqdm(steps, disable=not progress, desc="SmoothGrad", leave=False):
+    for i, start in progress_bar(steps, progress, "SmoothGrad"):
         if start == 0:
             generator = torch.Generator().manual_seed(seed)
         image = x[i:i + 1]
@@ -241,8 +229,8 @@ def smoothgrad(model, x, target, samples=50, noise=0.15, batch_size=16, rule="gr
     return out / samples
 
 
-def integrated_gradients(model, x, target, baseline=None, steps=64, batch_size=32,
-                         progress=False):
+def integrated_gradients(model, x, target=None, baseline=None, steps=64, batch_size=32,
+                         progress=True):
     """Integrated Gradients (Sundararajan et al. 2017), midpoint Riemann sum:
 
         IG_i(x) = (x_i - x'_i) · (1/m) Σ_(k=1..m) ∂S_c/∂x_i at x' + ((k - ½)/m)(x - x')
@@ -252,12 +240,13 @@ def integrated_gradients(model, x, target, baseline=None, steps=64, batch_size=3
     S_c(x) - S_c(x'); check it with ``completeness`` and raise ``steps`` if it is off by more
     than a few per cent (the paper: 20-300 steps). The m path points are batched.
     """
-    targets = target_indices(target, x.shape[0])
+    x = image_batch(x, model)
+    targets = predicted_target(model, x, target)
     baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).to(x)
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     out = torch.zeros_like(x)
     jobs = [(i, s) for i in range(x.shape[0]) for s in range(0, steps, batch_size)]
-    for i, start in tqdm(jobs, disable=not progress, desc="Integrated Gradients", leave=False):
+    for i, start in progress_bar(jobs, progress, "Integrated Gradients"):
         a = alphas[start:start + batch_size].view(-1, 1, 1, 1)
         path = baseline[i:i + 1] + a * (x[i:i + 1] - baseline[i:i + 1])
         out[i] += input_gradient(model, path, int(targets[i])).sum(0)

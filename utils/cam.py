@@ -13,8 +13,9 @@ y^c is the class score *before* the softmax. Maps come back at the layer's resol
 (h×w, raw values); ``upsample`` resizes them bilinearly to the image, and only the display
 normalises them. Layers are chosen by role ("last_conv", "stages") or by module path.
 
-All functions take a batch (N×3×H×W) and a class per image (``classes``: None = each image's
-top prediction, an int or label for all, or one per image), and leave the model as found.
+All functions take a batch (N×3×H×W) and a ``target`` (None = each image's top
+prediction, an int or label for all, or one per image: ``utils.targets``), and leave the
+model as found.
 """
 
 import ipywidgets as W
@@ -22,45 +23,18 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .attribution import guided_backprop
-from .hooks import capture_activations, graph_from_layers, model_guard, resolve_layer
+from .env import progress_bar
+from .hooks import capture_activations, graph_from_layers, model_guard, model_spec, resolve_layer
+from .images import image_batch
 from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
-from .models import class_index
 from .plotting import show_heatmap, show_map, to_numpy_image
+from .targets import check_target, choose_target
 from .widgets import LAYOUT, STYLE, class_picker, connect
 
 CAM_THRESHOLD = 0.20        # CAM paper: box around the largest region above 20% of the max
 GRAD_CAM_THRESHOLD = 0.15   # Grad-CAM paper: 15% of the max
-
-
-# ----------------------------------------------------------------------------- classes
-def class_indices(model, classes, logits):
-    """One class index per image: None -> top-1, int/label -> the same for all, or a list."""
-    n = logits.shape[0]
-    spec = getattr(model, "spec", None)
-    if classes is None:
-        return logits.argmax(dim=1)
-    if isinstance(classes, torch.Tensor):
-        classes = classes.tolist()
-    if not isinstance(classes, (list, tuple)):
-        classes = [classes] * n
-    if len(classes) != n:
-        raise ValueError(f"Got {len(classes)} classes for a batch of {n} images; "
-                         "give one class per image, or a single class for all.")
-    indices = [class_index(c, spec) for c in classes]
-    if max(indices) >= logits.shape[1]:
-        raise IndexError(f"Class {max(indices)} is out of range: the model has "
-                         f"{logits.shape[1]} outputs.")
-    return torch.tensor(indices, device=logits.device)
-
-
-def _check_image_batch(x):
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"Expected a normalised N×3×H×W tensor, got {shape}. "
-                         "Use model.spec.preprocess(image) to make one.")
 
 
 # ----------------------------------------------------------------------------- the maps
@@ -138,7 +112,7 @@ def classifier_weights(model, activations, logits, classifier="classifier"):
         raise ValueError(
             f"CAM needs a network whose last conv layer is global-average-pooled straight "
             f"into a linear classifier. Here the layer has {activations.shape[1]} channels "
-            f"and the classifier is {fc}. {model.spec.name if hasattr(model, 'spec') else ''} "
+            f"and the classifier is {fc}. {getattr(model_spec(model), 'name', 'This model')} "
             "is not such a network at this layer: use grad_cam instead.")
     predicted = F.linear(activations.mean(dim=(2, 3)), fc.weight, fc.bias)
     if not torch.allclose(predicted, logits, atol=1e-3 * (1 + logits.abs().max().item())):
@@ -147,18 +121,19 @@ def classifier_weights(model, activations, logits, classifier="classifier"):
     return fc.weight.detach()
 
 
-def cam(model, x, classes=None, layer="last_conv", classifier="classifier"):
+def cam(model, x, target=None, layer="last_conv", classifier="classifier"):
     """Class activation maps (Zhou et al. 2016): one forward pass, no backward.
 
     Returns N×h×w raw maps at the layer's resolution: M_c = Σ_k w_k^c A^k, where w^c is
     the classifier's row for class c (the bias is left out, as in the paper).
     """
-    _check_image_batch(x)
+    x = image_batch(x, model)
+    targets = check_target(model, target, x.shape[0])
     with model_guard(model), torch.no_grad(), capture_activations(model, layer) as acts:
         logits = model(x)
     activations = acts[layer]
     weights = classifier_weights(model, activations, logits, classifier)
-    chosen = class_indices(model, classes, logits)
+    chosen = choose_target(targets, logits)
     return cam_map(activations, weights[chosen])
 
 
@@ -172,18 +147,19 @@ def cam_applies(model, x, layer="last_conv", classifier="classifier"):
 
 
 # ----------------------------------------------------------------------------- Grad-CAM
-def class_gradients(model, x, layers, classes=None, top=None):
+def class_gradients(model, x, layers, target=None, top=None):
     """One forward pass; activations of ``layers`` and ∂y^c/∂A for each requested class.
 
-    ``classes``: as elsewhere (one class per image); or ``top=k`` for each image's k most
-    probable classes.
+    ``target``: as elsewhere (None = top-1, one class for all or one per image); or
+    ``top=k`` for each image's k most probable classes.
     Returns (logits N×1000, classes N×C, {layer: A N×K×h×w}, {layer: grads N×C×K×h×w}).
     Autograd records the pass only from the earliest layer on (``graph_from_layers``), and
     ``torch.autograd.grad`` goes back to the activations only: no parameter receives a
     ``.grad``. The graph is kept for the C backward passes, so a new class never needs a
     new forward.
     """
-    _check_image_batch(x)
+    x = image_batch(x, model)
+    targets = check_target(model, target, x.shape[0])
     layers = [layers] if isinstance(layers, str) else list(layers)
     with model_guard(model), graph_from_layers(model, layers) as acts:
         logits = model(x)
@@ -194,8 +170,13 @@ def class_gradients(model, x, layers, classes=None, top=None):
         if top is not None:
             chosen = logits.topk(top, dim=1).indices
         else:
-            chosen = class_indices(model, classes, logits)[:, None]
+            chosen = choose_target(targets, logits)[:, None]
         outputs = [acts[name] for name in layers]
+        flat = [name for name, a in zip(layers, outputs) if a.dim() != 4]
+        if flat:
+            raise ValueError(f"Layer(s) {flat} give no feature maps (output not N×K×h×w): "
+                             "class activation maps need a convolutional layer, e.g. "
+                             "'last_conv' or one of model.spec.layer('stages').")
         per_class = []
         for j in range(chosen.shape[1]):
             score = logits.gather(1, chosen[:, j:j + 1]).sum()   # y^c before the softmax
@@ -206,7 +187,7 @@ def class_gradients(model, x, layers, classes=None, top=None):
     return logits.detach(), chosen, acts, grads
 
 
-def grad_cam(model, x, classes=None, layer="last_conv", method="Grad-CAM"):
+def grad_cam(model, x, target=None, layer="last_conv", method="Grad-CAM"):
     """Grad-CAM maps (N×h×w, raw, at the layer's resolution) for one class per image.
 
     ``layer``: a role or a module path (any conv layer). ``method``: "Grad-CAM",
@@ -214,19 +195,19 @@ def grad_cam(model, x, classes=None, layer="last_conv", method="Grad-CAM"):
     """
     if method not in GRADIENT_METHODS:
         raise KeyError(f"Unknown method {method!r}; choose one of {list(GRADIENT_METHODS)}.")
-    _, _, acts, grads = class_gradients(model, x, layer, classes)
+    _, _, acts, grads = class_gradients(model, x, layer, target)
     return GRADIENT_METHODS[method](acts[layer], grads[layer][:, 0])
 
 
 # ----------------------------------------------------------------------------- guided
-def guided_grad_cam(model, x, classes=None, layer="last_conv"):
+def guided_grad_cam(model, x, target=None, layer="last_conv"):
     """Guided Grad-CAM: guided backprop × Grad-CAM upsampled bilinearly to the input.
 
     Guided backprop is ``utils.attribution.guided_backprop`` (the guided ReLU rule, also on
     GoogLeNet's functional ReLUs). Returns (product N×3×H×W, guided backprop N×3×H×W,
     upsampled Grad-CAM N×H×W); show the first two with ``attribution.to_rgb``.
     """
-    _, chosen, acts, grads = class_gradients(model, x, layer, classes)
+    _, chosen, acts, grads = class_gradients(model, x, layer, target)
     heatmap = upsample(grad_cam_map(acts[layer], grads[layer][:, 0]), x.shape[-2:])
     guided = guided_backprop(model, x, chosen[:, 0])
     return guided * heatmap[:, None], guided, heatmap
@@ -234,7 +215,7 @@ def guided_grad_cam(model, x, classes=None, layer="last_conv"):
 
 # ----------------------------------------------------------------------------- Score-CAM
 @torch.no_grad()
-def score_cam(model, x, classes=None, layer="last_conv", channels=None, batch_size=32,
+def score_cam(model, x, target=None, layer="last_conv", channels=None, batch_size=32,
               progress=True):
     """Score-CAM (Wang et al. 2020): no gradients; each channel is weighted by the class
     probability of the image masked with that channel's (upsampled, min-max scaled) map.
@@ -246,12 +227,13 @@ def score_cam(model, x, classes=None, layer="last_conv", channels=None, batch_si
     approximation that trades faithfulness for k instead of K forward passes.
     The paper's baseline subtraction f(x_b) is left out, as in the authors' code.
     """
-    _check_image_batch(x)
+    x = image_batch(x, model)
+    targets = check_target(model, target, x.shape[0])
     maps = []
     with model_guard(model):
         with capture_activations(model, layer) as acts:
             logits = model(x)
-        chosen = class_indices(model, classes, logits)
+        chosen = choose_target(targets, logits)
         for n in range(x.shape[0]):
             activations = acts[layer][n]
             flat = activations.flatten(1)
@@ -265,8 +247,7 @@ def score_cam(model, x, classes=None, layer="last_conv", channels=None, batch_si
             masks = (masks - low) / (high - low).clamp(min=1e-12)
             weights = torch.zeros(activations.shape[0], device=x.device)
             starts = range(0, len(alive), batch_size)
-            for s in tqdm(starts, desc=f"Score-CAM image {n + 1}", disable=not progress,
-                          leave=False):
+            for s in progress_bar(starts, progress, f"Score-CAM image {n + 1}"):
                 masked = x[n:n + 1] * masks[s:s + batch_size, None]
                 weights[alive[s:s + batch_size]] = model(masked).softmax(1)[:, chosen[n]]
             maps.append(weighted_sum(activations[None], weights[None]).clamp(min=0)[0])
@@ -373,26 +354,3 @@ def cam_widget(explorer, layer=None, method="Grad-CAM"):
                   **controls)
     box.controls = controls
     return box
-
-
-# ----------------------------------------------------------------------------- exercises
-def check_alpha(alpha, gradients):
-    """Exercise: α_k = mean of channel k's gradient over all positions."""
-    expected = torch.as_tensor(gradients, dtype=torch.float32).mean(dim=(-2, -1))
-    alpha = torch.as_tensor(alpha if alpha is not None else float("nan"), dtype=torch.float32)
-    ok = alpha.numel() == expected.numel() and torch.allclose(
-        alpha.reshape(expected.shape), expected, atol=1e-5 * float(expected.abs().max()) + 1e-12)
-    print("Right: α is the spatial mean of the gradients." if ok else
-          "Not yet: α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij, one number per channel "
-          "(average over the two spatial dimensions).")
-    return ok
-
-
-def check_box(box, heatmap, fraction):
-    """Exercise: the box of the largest region above fraction · max of the raw map."""
-    expected = bounding_box(heatmap, fraction)
-    ok = box is not None and tuple(int(v) for v in box) == expected
-    print("Right: that is the paper's box." if ok else
-          f"Not yet: threshold the raw map at {fraction:.0%} of its maximum, keep the largest "
-          "connected component (scipy.ndimage.label) and take its extent.")
-    return ok

@@ -17,42 +17,38 @@ other classes down). The paper gives neither λ nor the step size; we follow the
 Defaults are CS231n's (lr 25, λ = 1e-3, jitter 16 px, σ = 0.5 every 10 steps), set for inputs
 normalised with ImageNet statistics; several classes are optimised together as one batch.
 """
-import math
-
+import numpy as np
 import torch
-from torchvision.transforms.functional import gaussian_blur
-from tqdm.auto import tqdm
 
-from .attribution import class_scores, target_indices
+from .env import progress_bar
+from .attribution import class_scores
 from .hooks import model_guard
+from .images import blur
+from .models import valid_range as model_valid_range
+from .targets import check_target, predicted_target
 
 
-def blur(x, sigma):
-    """Gaussian blur of an N×3×H×W batch (kernel of ±3σ)."""
-    k = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur(x, [k, k], [sigma, sigma])
-
-
-def class_model(model, targets, size=224, steps=200, lr=25.0, l2=1e-3, jitter=16,
+def class_model(model, target, size=224, steps=200, lr=25.0, l2=1e-3, jitter=16,
                 blur_every=10, blur_sigma=0.5, valid_range=None, init=None, seed=0,
-                progress=False):
-    """Gradient ascent on S_c(I) - λ||I||² for each class in ``targets``; returns N×3×S×S.
+                progress=True):
+    """Gradient ascent on S_c(I) - λ||I||² for each class of ``target``; returns N×3×S×S.
 
-    ``valid_range`` is the (low, high) pair of normalised black and white (default:
-    ``model.spec.valid_range()``, or [0, 1]). ``init`` defaults to small random noise.
+    ``target``: a class (int or label) or a list of classes, one image each (None: the top-1
+    class of ``init``). ``valid_range`` is the (low, high) pair of normalised black and white
+    (default: ``utils.models.valid_range(model)``). ``init`` defaults to small random noise.
     """
-    spec = getattr(model, "spec", None)
     device = next(model.parameters()).device
-    n = len(targets) if hasattr(targets, "__len__") else 1
-    t = target_indices(targets, n)
-    if valid_range is None:
-        valid_range = spec.valid_range(device) if spec is not None else (torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
-    low, high = (v.to(device) for v in valid_range)
+    n = init.shape[0] if init is not None else max(len(target) if np.ndim(target) == 1 else 1, 1)
+    t = check_target(model, target, n) if target is not None else None
+    low, high = valid_range if valid_range is not None else model_valid_range(model, device)
+    low, high = low.to(device), high.to(device)
     gen = torch.Generator().manual_seed(seed)
     img = init.clone().to(device) if init is not None else \
         (0.1 * torch.randn(n, 3, size, size, generator=gen)).to(device)
     with model_guard(model, freeze=True):
-        for step in tqdm(range(steps), disable=not progress, desc="class model", leave=False):
+        if t is None:
+            t = predicted_target(model, img, None)
+        for step in progress_bar(range(steps), progress, "class model"):
             dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
             img = img.roll((dy, dx), dims=(2, 3)).detach().requires_grad_(True)
             with torch.enable_grad():

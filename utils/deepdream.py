@@ -19,13 +19,11 @@ Each octave is one run of the shared loop ``utils.optimize.optimize_image``: the
 −objective of the jittered image (``jittered_loss``), the step is ``NormalizedStep``, the
 bounds are 0 and 1, and the dream keeps the last image (not the "best" one).
 """
-import math
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .hooks import model_guard, resolve_layer
+from .hooks import layer_outputs, model_guard, resolve_layer
 from .optimize import optimize_image
 
 STEP_SIZE = 1.5 / 255       # google/deepdream's step_size=1.5 on 0–255 images
@@ -33,34 +31,6 @@ JITTER = 32                 # pixels
 OCTAVES = 4
 OCTAVE_SCALE = 1.4
 STEPS_PER_OCTAVE = 10
-
-
-class _Stop(Exception):
-    """Raised by a hook once the layer we need has been computed (skips the rest of the net)."""
-
-
-def layer_output(model, x, layer):
-    """Output of ``layer`` (role or module path) for input ``x``, keeping the graph.
-
-    The forward pass stops right after the layer: DeepDream never needs the logits.
-    """
-    module = resolve_layer(model, layer)
-    store = {}
-
-    def hook(_module, _inputs, output):
-        store["out"] = output
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if "out" not in store:
-        raise RuntimeError(f"Layer {layer!r} was not used in the forward pass.")
-    return store["out"]
 
 
 def l2_objective(activations):
@@ -129,7 +99,7 @@ def jittered_loss(model, layer, objective=l2_objective, jitter=JITTER, generator
         dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
                   if jitter else (0, 0))
         shifted = torch.roll(rgb, (dy, dx), dims=(2, 3))
-        return -objective(layer_output(model, model.spec.normalize(shifted), layer))
+        return -objective(layer_outputs(model, model.spec.normalize(shifted), layer)[layer])
     return loss
 
 
@@ -171,7 +141,7 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
         objective = l2_objective
         if guide is not None:
             with torch.no_grad():
-                objective = guided_objective(layer_output(model, guide, layer))
+                objective = guided_objective(layer_outputs(model, guide, layer)[layer])
         detail = torch.zeros_like(_resize(base, sizes[0]))
         for k, size in enumerate(sizes):
             octave_base = _resize(base, size)
@@ -188,24 +158,4 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
 def activation_norm(model, x, layer):
     """‖a_L(x)‖ per image, to check that dreaming made the layer fire more."""
     with torch.no_grad(), model_guard(model):
-        return layer_output(model, x, layer).flatten(1).norm(dim=1)
-
-
-def dream_zoom(model, x, layer="dream", frames=4, zoom=0.05, **dream_args):
-    """The "infinite zoom" of dream.ipynb: dream, zoom in by ``zoom``, dream again.
-
-    Returns the list of frames (normalised). Each frame re-dreams the zoomed previous one.
-    """
-    spec = model.spec
-    frames_out = []
-    h, w = x.shape[-2:]
-    current = x
-    for _ in tqdm(range(frames), desc="zoom frames", leave=False):
-        current = deepdream(model, current, layer, progress=False, **dream_args)
-        frames_out.append(current)
-        rgb = spec.denormalize(current)
-        crop_h, crop_w = math.ceil(h * (1 - zoom)), math.ceil(w * (1 - zoom))
-        top, left = (h - crop_h) // 2, (w - crop_w) // 2
-        rgb = rgb[..., top:top + crop_h, left:left + crop_w]
-        current = spec.normalize(_resize(rgb, (h, w)).clamp(0, 1))
-    return frames_out
+        return layer_outputs(model, x, layer)[layer].flatten(1).norm(dim=1)

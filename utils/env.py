@@ -110,3 +110,12 @@ def describe(model_name, device):
     mode = "fast" if fast_mode() else "default"
     net = "offline" if offline() else "online"
     return f"model: {model_name} | device: {device} | mode: {mode} | {net} | {where}"
+
+
+def progress_bar(iterable, progress=True, description=None, **options):
+    """The one progress bar of every long loop: ``progress`` is True (show it) or False.
+
+    The bar disappears when the loop ends (``leave=False``), so saved notebooks keep no trace.
+    """
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=description, disable=not progress, leave=False, **options)

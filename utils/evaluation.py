@@ -16,9 +16,12 @@ import copy
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from torchvision.transforms.functional import gaussian_blur
 
+from . import attribution, cam, fixations, occlusion
+from .env import progress_bar
 from .hooks import model_guard
+from .images import blur, image_batch
+from .targets import check_target, choose_target
 
 
 # ------------------------------------------------------------------- deletion / insertion
@@ -29,9 +32,9 @@ def pixel_order(saliency):
     return torch.argsort(-values, stable=True)
 
 
-def blurred(x, kernel=11, sigma=5.0):
+def blurred(x):
     """The insertion start: the image under a Gaussian blur (RISE: kernel 11, σ = 5)."""
-    return gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+    return blur(x, 5.0, kernel=11)
 
 
 def auc(curve):
@@ -41,16 +44,19 @@ def auc(curve):
 
 
 @torch.no_grad()
-def deletion_insertion(model, x, saliency, target, mode="deletion", pixels_per_step=224,
-                       batch_size=32, progress=None):
+def deletion_insertion(model, x, saliency, target=None, mode="deletion", pixels_per_step=224,
+                       batch_size=32, progress=True):
     """Probability of ``target`` as pixels are deleted (or inserted) in saliency order.
 
-    ``x``: one normalised image 1×3×H×W; ``saliency``: H×W map (higher = more important).
+    ``x``: one normalised image 1×3×H×W; ``saliency``: H×W map (higher = more important);
+    ``target``: the class whose probability is tracked (None: the predicted class).
     Returns (curve, auc); curve[0] is the untouched (deletion) or blurred (insertion) image.
     The step images are built and classified in batches.
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError("mode is 'deletion' or 'insertion'")
+    x = one_image(model, x)
+    targets = check_target(model, target, 1)
     _, _, h, w = x.shape
     if tuple(np.shape(saliency)) != (h, w):
         raise ValueError(f"the map must be {h}×{w} like the image, not {np.shape(saliency)}")
@@ -60,7 +66,8 @@ def deletion_insertion(model, x, saliency, target, mode="deletion", pixels_per_s
     curve = []
     steps = range(0, n_steps + 1, batch_size)
     with model_guard(model):
-        for first in (progress(steps) if progress else steps):
+        target = int(choose_target(targets, model(x))[0])
+        for first in progress_bar(steps, progress, mode):
             batch = []
             for step in range(first, min(first + batch_size, n_steps + 1)):
                 mask = torch.zeros(h * w, device=x.device)
@@ -150,37 +157,57 @@ def rank_correlation(a, b, absolute=True):
 
 # ------------------------------------------------------------------- the methods compared
 
-METHODS = ["gradient", "guided backprop", "SmoothGrad", "Integrated Gradients", "Grad-CAM",
-           "CNN-Fixations", "occlusion"]
+def one_image(model, x):
+    """``x`` checked to be a single image 1×3×H×W: these scores are defined per image."""
+    x = image_batch(x, model)
+    if x.shape[0] != 1:
+        raise ValueError(f"Got a batch of {x.shape[0]} images; this score takes one image "
+                         "(1×3×H×W): call it once per image, e.g. with x[i:i + 1].")
+    return x
 
 
-def explanation_map(method, model, x, target, fast=False):
-    """One method's map for one image ``x`` (1×3×H×W) and class: an H×W array, larger = more
-    important. Gradient-type maps are max over colour channels of |·| (Simonyan et al.);
-    Grad-CAM is upsampled bilinearly; CNN-Fixations is the blurred density of its points;
-    occlusion is the drop in probability, spread over the pixels each square covered.
-    ``fast`` lowers the sample counts (SmoothGrad 8, IG 16 steps, occlusion stride 32).
+# Every method of the comparison, called with its own target convention; ``fast`` lowers
+# the sample counts. name: (function, options in default mode, options in fast mode)
+EXPLANATIONS = {
+    "gradient": (attribution.input_gradient, {}, {}),
+    "guided backprop": (attribution.guided_backprop, {}, {}),
+    "SmoothGrad": (attribution.smoothgrad, {"samples": 25, "progress": False},
+                   {"samples": 8, "progress": False}),
+    "Integrated Gradients": (attribution.integrated_gradients, {"steps": 32, "progress": False},
+                             {"steps": 16, "progress": False}),
+    "Grad-CAM": (cam.grad_cam, {}, {}),
+    "CNN-Fixations": (fixations.backtrack, {}, {}),
+    "occlusion": (occlusion.occlusion, {"size": 32, "stride": 16, "progress": False},
+                  {"size": 32, "stride": 32, "progress": False}),
+}
+METHODS = list(EXPLANATIONS)
+
+
+def pixel_map(result, size):
+    """Any method's result for one image -> an H×W array, larger = more important.
+
+    One rule per family (see utils/README.md): input attributions (1×3×H×W) -> max over
+    colour channels of |·| (Simonyan et al.); layer maps (1×h×w) -> bilinear upsampling;
+    points [(y, x)] -> their blurred density; an occlusion grid -> the drop in probability,
+    spread over the pixels each square covered.
     """
-    from . import attribution, cam, fixations, occlusion
-    h, w = x.shape[-2:]
-    target = int(target)
-    if method == "gradient":
-        m = attribution.saliency(model, x, target)[0]
-    elif method == "guided backprop":
-        m = attribution.guided_backprop(model, x, target)[0].abs().amax(0)
-    elif method == "SmoothGrad":
-        m = attribution.smoothgrad(model, x, target, samples=8 if fast else 25)[0].abs().amax(0)
-    elif method == "Integrated Gradients":
-        m = attribution.integrated_gradients(model, x, target, steps=16 if fast else 32)[0].abs().amax(0)
-    elif method == "Grad-CAM":
-        m = cam.upsample(cam.grad_cam(model, x, target), (h, w))[0]
-    elif method == "CNN-Fixations":
-        _, m = fixations.fixation_heatmap(fixations.backtrack(model, x, target), (h, w))
-    elif method == "occlusion":
-        stride = 32 if fast else 16
-        out = occlusion.occlusion(model, x, target, size=32, stride=stride)
-        drop = out["clean_prob"][0] - out["prob"][0]
-        m = occlusion.to_pixels(drop, 32, stride, (h, w)).nan_to_num(0.0)
+    if isinstance(result, dict):
+        drop = result["clean_prob"][0] - result["prob"][0]
+        m = occlusion.to_pixels(drop, result["size"], result["stride"], size).nan_to_num(0.0)
+    elif isinstance(result, list):
+        _, m = fixations.fixation_heatmap(result, size)
+    elif result.dim() == 4:
+        m = attribution.pixel_map(result)[0]
     else:
+        m = cam.upsample(result, size)[0]
+    return np.asarray(m.detach().float().cpu() if torch.is_tensor(m) else m, dtype=np.float32)
+
+
+def explanation_map(method, model, x, target=None, fast=False):
+    """One method's map for one image ``x`` (1×3×H×W) and class: an H×W array."""
+    if method not in EXPLANATIONS:
         raise KeyError(f"Unknown method {method!r}; choose one of {METHODS}.")
-    return np.asarray(m.detach().float().cpu() if hasattr(m, "detach") else m, dtype=np.float32)
+    x = one_image(model, x)
+    function, default, quick = EXPLANATIONS[method]
+    result = function(model, x, target, **(quick if fast else default))
+    return pixel_map(result, tuple(x.shape[-2:]))

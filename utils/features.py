@@ -191,25 +191,3 @@ def plot_neighbours(query, gallery, labels, pixel_hits, feature_hits):
     fig.suptitle("Nearest neighbours: raw pixels (top) vs last hidden layer (bottom)")
     fig.tight_layout()
     return fig
-
-
-# ---------------------------------------------------------------- exercises
-
-def check_first_conv_parameters(model, answer):
-    """Exercise: how many numbers does the first conv layer learn (weights + biases)?"""
-    conv = resolve_layer(model, "first_conv")
-    right = sum(p.numel() for p in conv.parameters())
-    if int(answer) == right:
-        return print(f"Right: {right} = {tuple(conv.weight.shape)} weights"
-                     + (f" + {conv.bias.numel()} biases." if conv.bias is not None else " (no bias)."))
-    print(f"Not yet: {answer} is not it. Hint: out_channels × in_channels × k × k, plus one "
-          f"bias per filter if the layer has biases; look at {type(conv).__name__}.weight.shape.")
-
-
-def check_strongest_channel(activations, layer, answer):
-    """Exercise: which channel of ``layer`` has the largest mean activation on the image?"""
-    right = strongest_channels(activations[layer], 1)[0]
-    if int(answer) == right:
-        return print(f"Right: channel {right} of {layer} responds most strongly on average.")
-    print(f"Not yet: channel {answer} is not the strongest. Hint: average each channel's map "
-          f"over height and width (activation[0].mean(dim=(1, 2))) and take the argmax.")

@@ -38,8 +38,11 @@ import torch
 import torch.fx as fx
 from scipy.ndimage import gaussian_filter
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from .hooks import model_guard
+from .images import load_image
+from .targets import check_target, choose_target
 
 ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.BatchNorm1d, nn.Dropout,
                        nn.Identity, nn.LeakyReLU, nn.Hardtanh)
@@ -170,13 +173,9 @@ def cat_rule(points, sizes):
 
 # ------------------------------------------------------------------- the graph walk
 
-def _as_pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 def _conv_padding(module):
     """Symmetric padding of the conv plus any static 'same' padding module inside it."""
-    pad = list(_as_pair(module.padding)) if not isinstance(module.padding, str) else [0, 0]
+    pad = list(_pair(module.padding)) if not isinstance(module.padding, str) else [0, 0]
     static = getattr(module, "static_padding", None)
     if isinstance(static, nn.ZeroPad2d):
         left, right, top, bottom = static.padding
@@ -235,20 +234,20 @@ def record_forward(model, x, graph=None):
         return gm, record(gm, x)
 
 
-def backtrack(model, x, target, recorded=None, return_layers=False):
+def backtrack(model, x, target=None, recorded=None, return_layers=False):
     """Fixations for class ``target`` on one image ``x`` (1×3×H×W): sorted (y, x) pixels.
 
+    ``target``: a class index or label (None: the predicted class; ``utils.targets``).
     ``recorded`` is an earlier ``record_forward(model, x)``. With ``return_layers=True``
     also returns {layer name: (points, input shape)} for every conv, pool and linear layer
     on the way, the points as they reach that layer's input.
     """
+    targets = check_target(model, target, 1)
     gm, values = recorded or record_forward(model, x)
     output = _output_node(gm)
-    n_classes = values[output].shape[1]
-    if not 0 <= int(target) < n_classes:
-        raise IndexError(f"Class {target} is out of range 0..{n_classes - 1}.")
+    target = int(choose_target(targets, values[output])[0])
     pending = defaultdict(set)
-    pending[output] = {(int(target),)}
+    pending[output] = {(target,)}
     layers = {}
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     for node in reversed(list(gm.graph.nodes)):
@@ -283,17 +282,17 @@ def _route(gm, node, points, values, order):
             spatial = _spatial_vector(inputs[0], values)
             return {inputs[0]: fc_rule(points, a, module.weight.detach(), spatial)}
         if isinstance(module, nn.Conv2d):
-            if _as_pair(module.dilation) != (1, 1):
+            if _pair(module.dilation) != (1, 1):
                 raise NotImplementedError("dilated convolutions are not supported")
-            return {inputs[0]: conv_rule(points, a, _folded_weight(gm, node), _as_pair(module.stride),
+            return {inputs[0]: conv_rule(points, a, _folded_weight(gm, node), _pair(module.stride),
                                          _conv_padding(module), module.groups)}
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             out = values[node].shape[2:]
             return {inputs[0]: pool_rule(points, a, tuple(out))}
         if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            return {inputs[0]: pool_rule(points, a, None, _as_pair(module.kernel_size),
-                                         _as_pair(module.stride or module.kernel_size),
-                                         _as_pair(module.padding))}
+            return {inputs[0]: pool_rule(points, a, None, _pair(module.kernel_size),
+                                         _pair(module.stride or module.kernel_size),
+                                         _pair(module.padding))}
         if isinstance(module, ELEMENTWISE_MODULES):
             return {inputs[0]: points}
         raise NotImplementedError(f"no CNN-Fixations rule for {type(module).__name__} ({node.target})")
@@ -380,11 +379,12 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     """
     spec = model.spec
     device = next(model.parameters()).device
+    targets = check_target(model, target, 1)
+    image = load_image(image)
     if not multi_crop:
         x = spec.preprocess(image, device=device)
         recorded = record_forward(model, x)
-        if target is None:
-            target = int(_logits(recorded).argmax())
+        target = int(choose_target(targets, recorded[1][_output_node(recorded[0])])[0])
         points = backtrack(model, x, target, recorded)
         return to_image_coordinates(points, x.shape[2:], image.size), target
     from torchvision.transforms.functional import to_tensor
@@ -392,8 +392,7 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     batch = spec.normalize(torch.stack([to_tensor(c) for c, _ in crops])).to(device)
     with model_guard(model), torch.no_grad():
         probs = model(batch).softmax(dim=1)
-    if target is None:
-        target = int(probs.mean(dim=0).argmax())
+    target = int(choose_target(targets, probs.mean(dim=0, keepdim=True))[0])
     points, graph = set(), trace(model)
     for (crop, (oy, ox)), p, x in zip(crops, probs, batch):
         if int(p.argmax()) == target:
@@ -406,11 +405,6 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
 def _output_node(gm):
     """The graph node whose value the model returns (the logits)."""
     return next(n for n in gm.graph.nodes if n.op == "output").args[0]
-
-
-def _logits(recorded):
-    gm, values = recorded
-    return values[_output_node(gm)][0]
 
 
 # ------------------------------------------------------------------- figures and exercise
@@ -463,17 +457,3 @@ def plot_fixations(image, points, kept, heat, box=None, title=""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def check_positive_contributors(model, x, target, answer):
-    """Exercise: how many inputs of the classifier contribute positively to ``target``?"""
-    layer = model.spec.layer("classifier")
-    gm, values = record_forward(model, x)
-    fc = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer)
-    a = values[fc.all_input_nodes[0]][0]
-    right = int(((a * model.get_submodule(layer).weight[target]) > 0).sum())
-    if int(answer) == right:
-        return print(f"Right: {right} inputs of {layer} push class {target} up; the first "
-                     "rule keeps all of them.")
-    print(f"Not yet: {answer}. Hint: multiply the classifier's input vector a by the class's "
-          "weight row W[target] element by element and count the positive products.")

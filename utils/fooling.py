@@ -9,32 +9,32 @@ treated independently: each stops on its own.
 """
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .attribution import target_indices
+from .env import progress_bar
 from .hooks import model_guard
+from .images import image_batch
+from .models import valid_range as model_valid_range
+from .targets import predicted_target
 
 
 def fool(model, x, target, step=0.5 / 255, epsilon=8 / 255, max_steps=100, valid_range=None,
-         progress=False):
+         progress=True):
     """Return (fooled batch, info). ``step`` and ``epsilon`` are fractions of the pixel range
     ([0, 1] RGB), converted per channel to the normalised space of ``x``.
 
     info: ``"success"`` (N bools), ``"steps"`` (N ints), ``"linf"`` (N floats: max |change| as
     a fraction of the pixel range), ``"pred"`` (N predicted classes at the end).
     """
-    spec = getattr(model, "spec", None)
+    x = image_batch(x, model)
     n = x.shape[0]
-    t = target_indices(target, n).to(x.device)
-    if valid_range is None:
-        valid_range = spec.valid_range(x.device) if spec is not None else \
-            (torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
-    low, high = (v.to(x) for v in valid_range)
+    t = predicted_target(model, x, target)
+    low, high = valid_range if valid_range is not None else model_valid_range(model, x.device)
+    low, high = low.to(x), high.to(x)
     scale = high - low                       # one unit of pixel range, per channel
     adv = x.detach().clone()
     steps = torch.zeros(n, dtype=torch.long)
     with model_guard(model, freeze=True):
-        for _ in tqdm(range(max_steps + 1), disable=not progress, desc="fooling", leave=False):
+        for _ in progress_bar(range(max_steps + 1), progress, "fooling"):
             adv.requires_grad_(True)
             with torch.enable_grad():
                 logits = model(adv)

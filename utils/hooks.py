@@ -17,17 +17,30 @@ import torch
 from torch import nn
 
 
+def model_spec(model):
+    """The model's ``ModelSpec`` (roles, labels, preprocessing), or None for a model that
+    did not come from ``utils.models.load_model``."""
+    return getattr(model, "spec", None)
+
+
+def layer_path(model, name):
+    """The module path for a role ("last_conv" -> "head") or a path given as it is."""
+    spec = model_spec(model)
+    path = spec.layers.get(name, name) if spec is not None else name
+    if isinstance(path, list):
+        raise ValueError(f"Role {name!r} names {len(path)} layers; pass them one by one: {path}")
+    return path
+
+
 def resolve_layer(model, name):
     """The module for a role ("last_conv") or a module path ("features.3")."""
     if isinstance(name, nn.Module):
         return name
-    spec = getattr(model, "spec", None)
-    path = spec.layers.get(name, name) if spec is not None else name
-    if isinstance(path, list):
-        raise ValueError(f"Role {name!r} names {len(path)} layers; pass them one by one: {path}")
+    path = layer_path(model, name)
     try:
         return model.get_submodule(path)
     except AttributeError:
+        spec = model_spec(model)
         names = [n for n, _ in model.named_modules() if n]
         roles = sorted(spec.layers) if spec is not None else []
         near = get_close_matches(str(path), names + roles, n=3)
@@ -45,7 +58,7 @@ def unclipped_layer(model, layer):
     values before the clip. ReLU networks (AlexNet, VGG) get ``layer`` back unchanged.
     """
     module = resolve_layer(model, layer)
-    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
+    path = layer_path(model, layer)
     children = list(module.named_children())
     if len(children) > 1 and isinstance(children[-1][1], nn.ReLU6):
         return f"{path}.{children[-2][0]}"
@@ -57,16 +70,24 @@ def _names(layers):
 
 
 @contextmanager
-def _hooked(model, layers, make_hook, kind="forward"):
+def forward_hooks(modules, hook):
+    """``with`` block in which ``hook(module, inputs, output)`` runs after each of ``modules``.
+
+    The one place where hooks are registered: they are removed when the block ends, also
+    after an error or an interrupt.
+    """
+    with ExitStack() as stack:
+        for module in modules:
+            stack.callback(module.register_forward_hook(hook).remove)
+        yield
+
+
+@contextmanager
+def _hooked(model, layers, make_hook):
     store = {}
     with ExitStack() as stack:
         for name in _names(layers):
-            module = resolve_layer(model, name)
-            if kind == "forward":
-                handle = module.register_forward_hook(make_hook(name, store))
-            else:
-                handle = module.register_full_backward_hook(make_hook(name, store))
-            stack.callback(handle.remove)
+            stack.enter_context(forward_hooks([resolve_layer(model, name)], make_hook(name, store)))
         yield store
 
 
@@ -81,6 +102,42 @@ def capture_activations(model, layers, detach=True):
             store[name] = output.detach().clone() if detach else output
         return hook
     return _hooked(model, layers, make_hook)
+
+
+LOGITS = "logits"          # the name ``layer_outputs`` gives the model's own output
+
+
+class _AllCaptured(Exception):
+    """Raised by a hook once every requested layer has run: the rest of the network is skipped."""
+
+
+def layer_outputs(model, x, layers, stop_early=True):
+    """{layer: output} for the input ``x``, keeping the graph (for gradients w.r.t. ``x``).
+
+    With ``stop_early`` the forward pass ends as soon as the last of ``layers`` has run, so
+    DeepDream or texture synthesis never pay for the layers above the ones they use. The
+    name ``"logits"`` (``LOGITS``) stands for the model's output.
+    """
+    layers = list(dict.fromkeys(_names(layers)))
+    hooked = [name for name in layers if name != LOGITS]
+    stop_early = stop_early and LOGITS not in layers
+
+    def stop_when_all_seen(module, inputs, output):
+        if stop_early and all(name in store for name in hooked):
+            raise _AllCaptured
+
+    modules = [resolve_layer(model, name) for name in hooked]
+    with capture_activations(model, hooked, detach=False) as store, \
+            forward_hooks(modules, stop_when_all_seen):
+        try:
+            store[LOGITS] = model(x)
+        except _AllCaptured:
+            pass
+    missing = [name for name in layers if name not in store]
+    if missing:
+        raise ValueError(f"The forward pass never ran layer(s) {missing}: pick layers the "
+                         "model uses (model.spec.layers lists the roles).")
+    return {name: store[name] for name in layers}
 
 
 def capture_gradients(model, layers):

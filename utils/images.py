@@ -6,12 +6,14 @@ tensor, and always returns an 8-bit RGB ``PIL.Image``: grayscale, RGBA, palette,
 images are shrunk, and anything unusable raises an ``ImageError`` that says what to do.
 """
 import io
+import math
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.functional import gaussian_blur
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 IMAGE_DIR = DATA_DIR / "images"
@@ -168,3 +170,33 @@ def annotations():
     data = json.loads((DATA_DIR / "annotations.json").read_text())
     return {name: {label: tuple(box) for label, box in boxes.items()}
             for name, boxes in data.items() if not name.startswith("_")}
+
+
+def image_batch(x, model=None):
+    """Check a network input: a float N×3×H×W tensor (``model.spec.preprocess`` makes one).
+
+    A float batch of another precision (float64, bfloat16) is converted to the dtype of
+    ``model``'s weights (float32 without a model); anything else raises an ``ImageError``
+    that says what to pass instead.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ImageError(f"Expected a normalised N×3×H×W tensor, got a {type(x).__name__}. "
+                         "Use x = model.spec.preprocess(image) to make one.")
+    if x.dim() == 3 and x.shape[0] == 3:
+        raise ImageError(f"Got one image of shape {tuple(x.shape)}; methods take a batch "
+                         "N×3×H×W: use x.unsqueeze(0) (or model.spec.preprocess(image)).")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ImageError(f"Expected a normalised N×3×H×W batch, got shape {tuple(x.shape)}. "
+                         "Use x = model.spec.preprocess(image) to make one.")
+    if not x.is_floating_point():
+        raise ImageError(f"Expected a float tensor (normalised pixels), got {x.dtype}. "
+                         "Use x = model.spec.preprocess(image) to make one.")
+    weight = next(model.parameters(), None) if model is not None else None
+    dtype = weight.dtype if weight is not None else torch.float32
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def blur(x, sigma, kernel=None):
+    """Gaussian blur of an N×3×H×W batch, with a kernel of ±3σ unless ``kernel`` is given."""
+    kernel = kernel or 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(x, [kernel, kernel], [sigma, sigma])

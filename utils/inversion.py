@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .hooks import capture_activations, model_guard, resolve_layer
+from .hooks import LOGITS, forward_hooks, layer_outputs, layer_path, model_guard, resolve_layer
 from .models import IMAGENET_MEAN
 from .optimize import optimize_image
 
@@ -46,7 +46,6 @@ LAMBDA_TV = (1.0, 10.0, 100.0)   # first, middle, last third of the layers
 LR = 0.004
 MOMENTUM = 0.9
 PIXEL_STD_255 = 255 * 0.226      # typical standard deviation of a pixel, in 0–255 units
-LOGITS = "logits"                # the name used here for the network's output
 
 
 def to_model_input(u, spec):
@@ -85,14 +84,10 @@ def typical_norm(shape):
 def layer_order(model):
     """Module paths in the order they run (one forward pass at 32 px), ending with "logits"."""
     order = []
-    handles = [m.register_forward_hook(lambda mod, i, o, n=name: order.append(n))
-               for name, m in model.named_modules() if name]
-    try:
-        with torch.no_grad(), model_guard(model):
-            model(torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device))
-    finally:
-        for h in handles:
-            h.remove()
+    names = {module: name for name, module in model.named_modules() if name}
+    with torch.no_grad(), model_guard(model), \
+            forward_hooks(names, lambda module, inputs, output: order.append(names[module])):
+        model(torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device))
     return list(dict.fromkeys(order)) + [LOGITS]
 
 
@@ -101,22 +96,11 @@ def default_tv_lambda(model, layer):
     if layer == LOGITS:
         return LAMBDA_TV[2]
     order = layer_order(model)
-    path = model.spec.layers.get(layer, layer) if hasattr(model, "spec") else layer
+    path = layer_path(model, layer)
     if path not in order:
         resolve_layer(model, layer)          # raises a clear error for a wrong name
     depth = order.index(path) / (len(order) - 1)
     return LAMBDA_TV[min(int(depth * 3), 2)]
-
-
-def features(model, x, layers):
-    """{layer: Φ_layer(x)} for the given layers ("logits" = the model output), with the graph."""
-    named = [l for l in layers if l != LOGITS]
-    with capture_activations(model, named, detach=False) as acts:
-        logits = model(x)
-    out = {l: acts[l] for l in named}
-    if LOGITS in layers:
-        out[LOGITS] = logits
-    return out
 
 
 def step_schedule(steps, lr=LR):
@@ -159,13 +143,13 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
 
     with model_guard(model, freeze=True):
         with torch.no_grad():
-            target_all = features(model, x0, wanted)
+            target_all = layer_outputs(model, x0, wanted)
         targets = [target_all[l][i] for i, l in enumerate(layers)]
         norms = torch.stack([t.pow(2).sum() for t in targets])
 
         def energy(u):
             """E(u) per image: ‖Φ(u) − Φ₀‖²/‖Φ₀‖² + (λ_α/2·Σ|u|^α + λ_V/2·TV^β(u)) / σ_x²."""
-            feats = features(model, to_model_input(u, spec), wanted)
+            feats = layer_outputs(model, to_model_input(u, spec), wanted)
             data = torch.stack([(feats[l][i] - targets[i]).pow(2).sum()
                                 for i, l in enumerate(layers)]) / norms
             reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lam_tv / 2 * tv_beta(u, beta)) / sigma2

@@ -43,13 +43,18 @@ def bounding_box(heatmap, fraction, size=None):
     return mask_box(largest_region(values >= fraction * values.max()))
 
 
-def box_iou(a, b):
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def box_iou(box, boxes):
+    """Intersection over union of an (x0, y0, x1, y1) box with another box (a float) or with
+    each row of an R×4 array of boxes (an array of R values)."""
+    single = np.ndim(boxes) == 1
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    iou = np.where(area + areas - inter > 0, inter / np.maximum(area + areas - inter, 1e-12), 0.0)
+    return float(iou[0]) if single else iou
 
 
 def draw_box(ax, box, color="#00e5ff", label=None):

@@ -22,14 +22,14 @@ bundled EfficientNet-Lite0. The model comes back in eval mode, on the chosen dev
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from PIL import Image
 from torchvision.transforms import functional as TF
 
 from .env import can_reach, pick_device
-from .images import load_image
+from .hooks import model_guard, model_spec
+from .images import image_batch, load_image
 from .lite0 import build_lite0
 
 BUNDLED = "efficientnet_lite0"
@@ -203,27 +203,29 @@ def _build(name, verbose):
         return None
 
 
-def class_index(label, spec=None):
-    """Class index from an int or a label ("Egyptian cat"), with a clear error."""
-    labels = spec.labels if spec is not None else IMAGENET_CLASSES
-    if isinstance(label, (int, np.integer)):
-        if not 0 <= int(label) < len(labels):
-            raise IndexError(f"Class index {label} is out of range 0..{len(labels) - 1}.")
-        return int(label)
-    if label in labels:
-        return labels.index(label)
-    near = [name for name in labels if str(label).lower() in name.lower()][:5]
-    raise KeyError(f"No class called {label!r}." + (f" Did you mean one of {near}?" if near else ""))
+def class_labels(model):
+    """The model's class names (ImageNet's for a model without a spec)."""
+    spec = model_spec(model)
+    return spec.labels if spec is not None else IMAGENET_CLASSES
+
+
+def valid_range(model, device=None):
+    """(low, high): the normalised black and white of ``model``'s input (RGB [0, 1] for a
+    model without a spec), the box that image optimisation keeps pixels in."""
+    spec = model_spec(model)
+    if spec is not None:
+        return spec.valid_range(device)
+    return torch.zeros(1, 3, 1, 1, device=device), torch.ones(1, 3, 1, 1, device=device)
 
 
 @torch.no_grad()
 def top_k(model, x, k=5):
     """The k most probable classes for one image as [(label, probability), ...]."""
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
+    x = image_batch(x.unsqueeze(0) if torch.is_tensor(x) and x.dim() == 3 else x, model)
     if x.shape[0] != 1:
         raise ValueError(f"top_k takes one image; got a batch of {x.shape[0]}.")
-    labels = getattr(model, "spec", None).labels if hasattr(model, "spec") else IMAGENET_CLASSES
-    probs = model(x).softmax(dim=1)[0]
+    labels = class_labels(model)
+    with model_guard(model):                     # eval mode, the model left as found
+        probs = model(x).softmax(dim=1)[0]
     values, indices = probs.topk(k)
     return [(labels[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]

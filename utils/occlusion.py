@@ -14,10 +14,11 @@ square's size nor its stride; both are arguments here. Squares are placed with t
 corner at 0, stride, 2·stride, ... so that each lies fully inside the image.
 """
 import torch
-from tqdm.auto import tqdm
 
-from .attribution import target_indices
+from .env import progress_bar
 from .hooks import capture_activations, model_guard
+from .images import image_batch
+from .targets import check_target, choose_target
 
 
 def positions(length, size, stride):
@@ -45,8 +46,8 @@ def strongest_feature_map(model, x, layer):
 
 
 @torch.no_grad()
-def occlusion(model, x, target, size=32, stride=16, fill=0.0, layer=None, channel=None,
-              batch_size=64, progress=False):
+def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, channel=None,
+              batch_size=64, progress=True):
     """Occlusion maps for each image of the batch ``x`` (N×3×H×W, normalised).
 
     Returns a dict of tensors with one grid row per occluder row:
@@ -55,22 +56,26 @@ def occlusion(model, x, target, size=32, stride=16, fill=0.0, layer=None, channe
     * ``"feature"`` N×R×C total activation of map ``channel`` of ``layer`` (b), if a layer is given;
       ``channel`` defaults to the strongest map of each unoccluded image (returned as ``"channel"``);
     * ``"label"``   N×R×C most probable class index (c);
-    * ``"clean_prob"`` p(target) without occluder; ``"tops"``, ``"lefts"``: square corners.
+    * ``"clean_prob"`` p(target) without occluder; ``"target"`` the classes (None: top-1);
+      ``"tops"``, ``"lefts"``: square corners.
     """
+    x = image_batch(x, model)
     n, _, height, width = x.shape
-    targets = target_indices(target, n)
+    targets = check_target(model, target, n)
     rows, cols = positions(height, size, stride), positions(width, size, stride)
     tops = [t for t in rows for _ in cols]
     lefts = [l for _ in rows for l in cols]
     if layer is not None and channel is None:
         channels = strongest_feature_map(model, x, layer)
     else:
-        channels = target_indices(channel if channel is not None else 0, n)
+        channels = torch.as_tensor(channel if channel is not None else 0).flatten().expand(n)
     probs, feats, labels, clean = [], [], [], []
     jobs = [(i, s) for i in range(n) for s in range(0, len(tops), batch_size)]
     with model_guard(model), capture_activations(model, [layer] if layer is not None else []) as acts:
-        clean = model(x).softmax(1).gather(1, targets[:, None].to(x.device))[:, 0]
-        for i, start in tqdm(jobs, disable=not progress, desc="occlusion", leave=False):
+        clean_probs = model(x).softmax(1)
+        targets = choose_target(targets, clean_probs)          # None: each image's top-1
+        clean = clean_probs.gather(1, targets[:, None])[:, 0]
+        for i, start in progress_bar(jobs, progress, "occlusion"):
             batch = occluded_copies(x[i], tops[start:start + batch_size],
                                     lefts[start:start + batch_size], size, fill)
             p = model(batch).softmax(dim=1)
@@ -83,6 +88,7 @@ def occlusion(model, x, target, size=32, stride=16, fill=0.0, layer=None, channe
         return torch.cat(parts).view(n, len(rows), len(cols)).cpu()
 
     out = {"prob": grid(probs), "label": grid(labels), "clean_prob": clean.cpu(),
+           "target": targets.cpu(),
            "tops": rows, "lefts": cols, "size": size, "stride": stride}
     if layer is not None:
         out["feature"] = grid(feats)

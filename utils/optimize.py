@@ -34,8 +34,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from .env import progress_bar
 from .hooks import model_guard
 
 
@@ -152,7 +152,7 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
 
     start = time.perf_counter()
     guard = model_guard(model, freeze=True) if model is not None else nullcontext()
-    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
+    bar = progress_bar(range(steps), progress, description)
     with guard:
         try:
             for i in bar:

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
 
+from .env import progress_bar
 from .hooks import capture_activations, model_guard, resolve_layer
 from .images import load_image, sample_images
+from .localize import box_iou
 from .receptive_field import receptive_fields
 
 # --------------------------------------------------------------------------- collection
@@ -100,17 +101,6 @@ def propose_regions(photos, per_photo=50, seed=0, **box_options):
 
 
 # --------------------------------------------------------------------------- NMS
-
-def box_iou(box, boxes):
-    """Intersection over union of one box with each row of ``boxes`` (x0, y0, x1, y1)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
-
 
 def nms(boxes, scores, iou=0.3, groups=None, k=None):
     """Greedy non-maximum suppression: indices kept, best score first.
@@ -267,8 +257,7 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
     n_batches = -(-len(regions) // batch_size)
     with model_guard(model), torch.no_grad(), \
             capture_activations(model, layers + [penultimate]) as acts:
-        for x, small in tqdm(batches, total=n_batches, desc="regions → features",
-                             disable=not progress):
+        for x, small in progress_bar(batches, progress, "regions → features", total=n_batches):
             model(x.to(device))
             bank.forward_passes += 1
             for layer in layers:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import _pair
 from torch.overrides import TorchFunctionMode
 
-from .hooks import capture_activations, model_guard, resolve_layer
+from .hooks import capture_activations, model_guard, model_spec, resolve_layer
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,6 @@ def _fmt(v):
     if isinstance(v, tuple):
         return "×".join(_fmt(x) for x in v)
     return "all" if v == math.inf else (f"{v:g}")
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _arg(args, kwargs, index, name, default):
@@ -211,7 +208,7 @@ def receptive_field(model, layer, input_size=None):
 
 def receptive_fields(model, layers, input_size=None):
     """``receptive_field`` for several layers with a single forward pass."""
-    spec = getattr(model, "spec", None)
+    spec = model_spec(model)
     size = input_size or (spec.size if spec is not None else 224)
     for name in layers:
         resolve_layer(model, name)          # a clear error for a missing layer, up front
@@ -239,7 +236,7 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
     Nonzero only inside the theoretical receptive field (tests check it); usually
     concentrated near its centre (the effective receptive field of Luo et al. 2016).
     """
-    spec = getattr(model, "spec", None)
+    spec = model_spec(model)
     size = input_size or (spec.size if spec is not None else 224)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)

@@ -15,13 +15,12 @@ Layers are asked for by role (``texture_layers``, ``style_layers``, ``content_la
 the same code runs on VGG-19 (the paper's network) and on every other registry model.
 """
 import copy
-from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
 
 from .downloads import download
-from .hooks import capture_activations, model_guard, resolve_layer
+from .hooks import layer_outputs, model_guard
 from .images import load_image
 from .optimize import optimize_image, white_noise_like
 
@@ -48,37 +47,6 @@ def content_layer(model):
 
 
 # --- the network's features -------------------------------------------------------------
-
-class _Enough(Exception):
-    """Raised by a hook once every requested layer has been seen: skips the rest of the net."""
-
-
-@contextmanager
-def _stop_when_captured(model, layers, store):
-    def hook(module, inputs, output):
-        if all(name in store for name in layers):
-            raise _Enough
-    with ExitStack() as stack:
-        for name in layers:
-            stack.callback(resolve_layer(model, name).register_forward_hook(hook).remove)
-        yield
-
-
-def layer_outputs(model, x, layers):
-    """{layer: output} for ``x``, keeping the graph (for gradients w.r.t. ``x``).
-
-    The forward pass stops as soon as the last of ``layers`` has been computed, so texture
-    synthesis up to pool4 never pays for VGG's conv5 and classifier.
-    """
-    layers = list(dict.fromkeys(layers))
-    with capture_activations(model, layers, detach=False) as store:
-        with _stop_when_captured(model, layers, store):
-            try:
-                model(x)
-            except _Enough:
-                pass
-        return {name: store[name] for name in layers}
-
 
 def average_pooling(model):
     """A copy of ``model`` with every ``MaxPool2d`` replaced by ``AvgPool2d`` (Gatys et al.).
@@ -245,27 +213,3 @@ def style_image(name="starry_night", cache_dir=None, verbose=True):
             print(f"Could not get {name!r} ({type(err).__name__}: {err}); "
                   f"using the bundled {info['fallback']!r} instead.")
         return load_image(info["fallback"])
-
-
-# --- exercises ---------------------------------------------------------------------------
-
-def check_gram_entries(channels, answer):
-    """Exercise: how many *different* numbers does the Gram matrix of N channels hold?"""
-    right = channels * (channels + 1) // 2
-    if answer == right:
-        print(f"Right: G is symmetric, so N(N+1)/2 = {right} numbers for N = {channels}.")
-    else:
-        print("Not quite: G is N×N but symmetric (G_ij = G_ji). Count the diagonal and one triangle.")
-    return answer == right
-
-
-EXERCISE_FEATURES = torch.tensor([[[[1., 0.], [2., 1.]], [[0., 1.], [1., 3.]]]])
-
-
-def check_gram_by_hand(answer):
-    """Exercise: the 2×2 Gram matrix of ``EXERCISE_FEATURES`` (2 channels, 2×2 positions)."""
-    right = gram_matrix(EXERCISE_FEATURES)[0]
-    ok = torch.allclose(torch.as_tensor(answer, dtype=torch.float32), right)
-    print("Right!" if ok else "Not quite: G_ij = (1/M) Σ_k F_ik F_jk with M = 4 positions; "
-          "flatten each channel to a row first.")
-    return ok

@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
 
-from .hooks import model_guard
+from .env import progress_bar
+from .hooks import layer_outputs, model_guard
 from .images import DATA_DIR, load_image, sample_images
-from .deepdream import layer_output
 
 ENCODER_MODEL = "efficientnet_lite0"
 ENCODER_LAYER = "blocks.4"
@@ -85,7 +84,7 @@ def random_crops(names, count, size=64, seed=0):
 def encode(model, rgb, layer=ENCODER_LAYER, batch_size=64):
     """Φ(x) for RGB images in [0, 1], in batches, with the model left as found."""
     with model_guard(model):
-        return torch.cat([layer_output(model, model.spec.normalize(rgb[i:i + batch_size]), layer)
+        return torch.cat([layer_outputs(model, model.spec.normalize(rgb[i:i + batch_size]), layer)[layer]
                           for i in range(0, len(rgb), batch_size)])
 
 
@@ -128,7 +127,7 @@ def train_decoder(model, layer=ENCODER_LAYER, train_names=None, val_names=None, 
     history["step"].append(0)
     history["train"].append(math.nan)
     history["val"].append(validate())
-    bar = tqdm(range(1, steps + 1), desc="training decoder", disable=not progress, leave=False)
+    bar = progress_bar(range(1, steps + 1), progress, "training decoder")
     for step in bar:
         index = torch.randint(0, len(x_train), (batch_size,), generator=generator)
         loss = F.mse_loss(decoder(code_train[index]), x_train[index])

@@ -13,16 +13,9 @@ tested without a browser: set ``control.value`` and look at what ``draw`` receiv
 import ipywidgets as W
 
 from .images import ImageError, load_image, sample_images
-from .models import available_models
 
 LAYOUT = W.Layout(width="420px")
 STYLE = {"description_width": "90px"}
-
-
-def model_picker(value="alexnet"):
-    """Dropdown of registry models."""
-    return W.Dropdown(options=available_models(), value=value, description="model",
-                      layout=LAYOUT, style=STYLE)
 
 
 def layer_picker(model, role="stages"):

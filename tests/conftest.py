@@ -1,0 +1,11 @@
+"""Fixtures shared by the unit tests."""
+import pytest
+
+from utils.models import BUNDLED, load_model
+
+
+@pytest.fixture(scope="session")
+def lite():
+    """The bundled EfficientNet-Lite0 on the CPU (offline, pretrained). Tests that use it
+    must leave it as they found it: most of them assert exactly that."""
+    return load_model(BUNDLED, device="cpu", verbose=False)
