@@ -24,7 +24,7 @@ def main():
     for size, steps in [(64, 30), (128, 120)]:
         x = model.spec.preprocess("brick", size=size)
         start = time.perf_counter()
-        r = style.synthesize_texture(net, x, steps=steps, noise=0.1, progress=False)
+        r = style.synthesise_texture(net, x, steps=steps, noise=0.1, progress=False)
         t = time.perf_counter() - start
         print(f"texture  {size:3d} px, {steps:3d} iterations: {t:5.1f} s "
               f"({t / r.evaluations * 1000:.0f} ms per evaluation, {r.evaluations} evaluations), "

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.hooks import (capture_activations, capture_gradients, count_hooks, graph_from_layers,
+from utils.hooks import (capture_activations, count_hooks, graph_from_layers,
                          model_guard, resolve_layer, unclipped_layer)
 
 
@@ -22,18 +22,6 @@ def test_activations_by_role_and_path_equal_a_manual_forward():
     conv = net[0](x)
     assert torch.allclose(acts["first_conv"], conv)
     assert torch.allclose(acts["1"], conv.clamp(min=0))
-    assert count_hooks(net) == 0
-
-
-def test_gradients_equal_autograd():
-    net = tiny()
-    net[1].inplace = False
-    x = torch.randn(1, 1, 4, 4)
-    with capture_gradients(net, "1") as grads:
-        net(x).sum().backward()
-    # d(sum(W h + b))/dh = W, reshaped like h
-    expected = net[3].weight.detach().view(1, 2, 2, 2)
-    assert torch.allclose(grads["1"], expected)
     assert count_hooks(net) == 0
 
 

@@ -87,7 +87,7 @@ def test_texture_loss_falls_tenfold_and_model_is_untouched(lite, brick):
     before = {k: v.clone() for k, v in lite.state_dict().items()}
     flags = {n: p.requires_grad for n, p in lite.named_parameters()}
     lite.train()                                      # the method must restore this too
-    result = style.synthesize_texture(lite, brick, steps=FAST_STEPS, noise=0.1, progress=False)
+    result = style.synthesise_texture(lite, brick, steps=FAST_STEPS, noise=0.1, progress=False)
     assert result.losses[0] / min(result.losses) >= 10
     assert all(torch.equal(before[k], v) for k, v in lite.state_dict().items())
     assert all(p.grad is None for p in lite.parameters())

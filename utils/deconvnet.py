@@ -100,6 +100,23 @@ def keep_one(activation, channel, position):
 
 
 # ----------------------------------------------------------------------------- projections
+def project_down(chain, sizes, switches, r):
+    """The deconvnet's way down: through ``chain`` in reverse, each layer undone by its rule.
+
+    ``sizes`` are the layers' input shapes and ``switches`` the max-pooling indices, both
+    recorded on the way up; ``r`` is the kept activation (all others zero).
+    """
+    switches = list(switches)
+    for m, size in zip(reversed(chain), reversed(sizes)):
+        if isinstance(m, nn.MaxPool2d):
+            r = unpool(r, switches.pop(), size)          # (i) unpool at the switches
+        elif isinstance(m, (nn.ReLU, nn.ReLU6)):
+            r = F.relu(r)                               # (ii) rectify
+        elif isinstance(m, nn.Conv2d):
+            r = transposed_filter(r, m, size)           # (iii) transposed filters
+    return r
+
+
 @torch.no_grad()
 def project_with_switches(model, x, layer, channel, position=None):
     """Zeiler & Fergus' deconvnet projection of one activation of ``layer`` to pixels.
@@ -121,14 +138,7 @@ def project_with_switches(model, x, layer, channel, position=None):
                 else:
                     h = m(h)
             pos = pick_position(h[0], channel, position)
-            r = keep_one(h[0], channel, pos)[None]
-            for m, size in zip(reversed(chain), reversed(sizes)):   # down to pixels
-                if isinstance(m, nn.MaxPool2d):
-                    r = unpool(r, switches.pop(), size)          # (i) unpool
-                elif isinstance(m, (nn.ReLU, nn.ReLU6)):
-                    r = F.relu(r)                               # (ii) rectify
-                elif isinstance(m, nn.Conv2d):
-                    r = transposed_filter(r, m, size)           # (iii) transposed filters
+            r = project_down(chain, sizes, switches, keep_one(h[0], channel, pos)[None])
             outs.append((r, pos))
     return torch.cat([o[0] for o in outs]), [o[1] for o in outs]
 

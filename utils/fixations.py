@@ -402,6 +402,22 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     return sorted(points), target
 
 
+class FixationExplorer:
+    """Fixations for a widget: one recorded forward pass per image, reused for every class."""
+
+    def __init__(self, model):
+        self.model, self.image = model, None
+
+    def points(self, image, target=None):
+        """Fixations of ``target`` on ``image`` (a PIL image), in the image's own pixels."""
+        if image is not self.image:
+            device = next(self.model.parameters()).device
+            self.image, self.x = image, self.model.spec.preprocess(image, device=device)
+            self.recorded = record_forward(self.model, self.x)
+        points = backtrack(self.model, self.x, target, self.recorded)
+        return to_image_coordinates(points, self.x.shape[2:], image.size)
+
+
 def _output_node(gm):
     """The graph node whose value the model returns (the logits)."""
     return next(n for n in gm.graph.nodes if n.op == "output").args[0]

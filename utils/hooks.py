@@ -140,20 +140,6 @@ def layer_outputs(model, x, layers, stop_early=True):
     return {name: store[name] for name in layers}
 
 
-def capture_gradients(model, layers):
-    """``with`` block giving {layer name: d(objective)/d(layer output)} after ``backward()``.
-
-    Implemented as a tensor hook on each layer's output, so it works for any module
-    (in-place or not) and needs no backward hook on the module itself.
-    """
-    def make_hook(name, store):
-        def hook(module, inputs, output):
-            if output.requires_grad:
-                output.register_hook(lambda grad: store.__setitem__(name, grad.detach()))
-        return hook
-    return _hooked(model, layers, make_hook)
-
-
 @contextmanager
 def graph_from_layers(model, layers):
     """``with`` block giving {layer name: output}, where autograd records the forward pass

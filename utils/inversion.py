@@ -54,12 +54,6 @@ def to_model_input(u, spec):
     return spec.normalize(u / 255 + mean)
 
 
-def from_model_input(x, spec):
-    """The model's normalised input -> u = 255·(rgb − ImageNet mean)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return 255 * (spec.denormalize(x) - mean)
-
-
 def alpha_norm(u, alpha=ALPHA):
     """Σ |u|^α per image (vector of length N)."""
     return u.abs().pow(alpha).flatten(1).sum(1)
@@ -118,6 +112,21 @@ class Inversion:
     data_terms: list = field(default_factory=list)   # ‖Φ(x)−Φ₀‖²/‖Φ₀‖² per image, each iteration
 
 
+def energy(model, u, layers, codes, lambda_alpha=LAMBDA_ALPHA, lambda_tv=1.0, alpha=ALPHA,
+           beta=BETA):
+    """E(u) per image: ‖Φ(u) − Φ₀‖²/‖Φ₀‖² + (λ_α/2·Σ|u|^α + λ_V/2·TV^β(u)) / σ_x².
+
+    ``u``: images in Caffe units; ``codes[i]``: Φ₀ of image i at ``layers[i]``. Returns the
+    energies and {"data": the data terms}, for ``optimize_image``.
+    """
+    sigma2 = typical_norm(u.shape) ** 2
+    feats = layer_outputs(model, to_model_input(u, model.spec), list(dict.fromkeys(layers)))
+    data = torch.stack([(feats[l][i] - codes[i]).pow(2).sum() / codes[i].pow(2).sum()
+                        for i, l in enumerate(layers)])
+    reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lambda_tv / 2 * tv_beta(u, beta)) / sigma2
+    return data + reg, {"data": data}
+
+
 def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, beta=BETA,
            lambda_alpha=LAMBDA_ALPHA, lambda_tv=None, seed=0, progress=True):
     """Reconstruct each image of the batch ``x0`` from its code at ``layers[i]``.
@@ -145,17 +154,10 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
         with torch.no_grad():
             target_all = layer_outputs(model, x0, wanted)
         targets = [target_all[l][i] for i, l in enumerate(layers)]
-        norms = torch.stack([t.pow(2).sum() for t in targets])
+        def energy_of(u):
+            return energy(model, u, layers, targets, lambda_alpha, lam_tv, alpha, beta)
 
-        def energy(u):
-            """E(u) per image: ‖Φ(u) − Φ₀‖²/‖Φ₀‖² + (λ_α/2·Σ|u|^α + λ_V/2·TV^β(u)) / σ_x²."""
-            feats = layer_outputs(model, to_model_input(u, spec), wanted)
-            data = torch.stack([(feats[l][i] - targets[i]).pow(2).sum()
-                                for i, l in enumerate(layers)]) / norms
-            reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lam_tv / 2 * tv_beta(u, beta)) / sigma2
-            return data + reg, {"data": data}
-
-        run = optimize_image(energy, u0, steps, model=model, optimizer="sgd", momentum=momentum,
+        run = optimize_image(energy_of, u0, steps, model=model, optimizer="sgd", momentum=momentum,
                              lr=[rate * sigma2 for rate in step_schedule(steps, lr)],
                              blowup=10, progress=progress, description="inverting")
     return Inversion(images=to_model_input(run.image, spec), layers=layers, losses=run.losses,

@@ -120,7 +120,31 @@ def total_variation(x):
 
 # --- the two methods --------------------------------------------------------------------
 
-def synthesize_texture(model, source, layers=None, steps=100, weights=None, init=None,
+def texture_loss(model, x, targets, weights=None):
+    """Gatys 2015: L(x) = Σ_l w_l E_l, x's Gram matrices at the layers of ``targets`` against them."""
+    grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, list(targets)).items()}
+    return gram_loss(grams, targets, weights)
+
+
+def style_transfer_loss(model, x, content_target, content_at, style_targets, ratio=1e-3,
+                        tv_weight=0.0):
+    """Gatys 2016: L = α L_content + β L_style (+ TV), with β = 1 and ``ratio`` = α/β.
+
+    L_style = Σ_l (1/L) E_l over the layers of ``style_targets`` (the painting's Gram
+    matrices); L_content at ``content_at`` against ``content_target`` (the photo's features).
+    Returns (L, {term: value}) for ``optimize_image``.
+    """
+    style_at = list(style_targets)
+    feats = layer_outputs(model, x, style_at + [content_at])
+    weights = {name: 1.0 / len(style_at) for name in style_at}
+    l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, style_targets, weights)
+    l_content = content_loss(feats[content_at], content_target)
+    l_tv = total_variation(x) if tv_weight else torch.zeros(())
+    total = ratio * l_content + l_style + tv_weight * l_tv
+    return total, {"content": l_content.item(), "style": l_style.item(), "tv": l_tv.item()}
+
+
+def synthesise_texture(model, source, layers=None, steps=100, weights=None, init=None,
                        noise=1.0, seed=0, stop=None, snapshot_every=0, progress=True):
     """Gatys 2015: from white noise, minimise Σ_l w_l E_l to the source's Gram matrices.
 
@@ -134,8 +158,7 @@ def synthesize_texture(model, source, layers=None, steps=100, weights=None, init
         init = white_noise_like(source, low, high, noise, generator=torch.Generator().manual_seed(seed))
 
     def loss_fn(x):
-        grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, layers).items()}
-        return gram_loss(grams, targets, weights)
+        return texture_loss(model, x, targets, weights)
 
     return optimize_image(loss_fn, init, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
@@ -157,7 +180,6 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
         style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
                                           align_corners=False, antialias=True)
     targets = gram_targets(model, style, style_at)
-    weights = {name: 1.0 / len(style_at) for name in style_at}
     with torch.no_grad(), model_guard(model, freeze=True):
         content_target = layer_outputs(model, content, [content_at])[content_at]
     low, high = model.spec.valid_range(content.device)
@@ -171,12 +193,7 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
         raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
 
     def loss_fn(x):
-        feats = layer_outputs(model, x, style_at + [content_at])
-        l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, targets, weights)
-        l_content = content_loss(feats[content_at], content_target)
-        l_tv = total_variation(x) if tv_weight else torch.zeros(())
-        total = ratio * l_content + l_style + tv_weight * l_tv
-        return total, {"content": l_content.item(), "style": l_style.item(), "tv": l_tv.item()}
+        return style_transfer_loss(model, x, content_target, content_at, targets, ratio, tv_weight)
 
     return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
