@@ -1,7 +1,16 @@
-"""Downloads: once, cached, checked; offline mode never reaches for the network."""
+"""Downloads: once, cached, checked; offline mode never reaches for the network; a server
+that goes silent or hangs up early gives a clear error in seconds and leaves no file.
+
+The servers are local (127.0.0.1, in a thread, closed after each test): nothing here
+touches the internet.
+"""
+import contextlib
 import hashlib
 import io
+import socket
 import tarfile
+import threading
+import time
 
 import pytest
 from PIL import Image
@@ -89,3 +98,156 @@ def test_imagenette_is_pinned_to_the_checksum_torchvision_pins():
     url, md5 = archives["160px"]
     assert D.IMAGE_SETS["imagenette-160"]["url"] == url
     assert D.IMAGE_SETS["imagenette-160"]["md5"] == md5
+
+
+# --- local servers that misbehave -----------------------------------------------------------
+
+def _read_request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        block = conn.recv(4096)
+        if not block:
+            return False                            # a connection test (can_reach), no request
+        data += block
+    return True
+
+
+def _headers(length):
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+
+
+def answer(body):
+    """A good server: the whole file, with its Content-Length."""
+    def handle(conn, stop):
+        if _read_request(conn):
+            conn.sendall(_headers(len(body)) + body)
+    return handle
+
+
+def silent(conn, stop):
+    """Accepts the connection and never answers."""
+    stop.wait()
+
+
+def half_then_silent(conn, stop):
+    """Sends the headers and half the body, then stalls."""
+    if _read_request(conn):
+        conn.sendall(_headers(1000) + b"x" * 500)
+        stop.wait()
+
+
+def half_then_hang_up(conn, stop):
+    """Sends the headers and half the body, then closes the connection."""
+    if _read_request(conn):
+        conn.sendall(_headers(1000) + b"x" * 500)
+
+
+@contextlib.contextmanager
+def serve(handle):
+    """``http://127.0.0.1:<port>`` answered by ``handle(conn, stop)``, one thread per
+    connection; on exit every thread is released and joined, every socket closed."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    threads = []
+
+    def run(conn):
+        with conn:
+            try:
+                handle(conn, stop)
+            except OSError:                         # the client gave up first
+                pass
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            threads.append(threading.Thread(target=run, args=(conn,)))
+            threads[-1].start()
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    """Online, with timeouts of a second so that a silent server fails fast."""
+    monkeypatch.setenv("VCNN_OFFLINE", "0")
+    monkeypatch.setattr(D, "STALL_TIMEOUT", 1.0)
+    monkeypatch.setattr(D, "OPEN_TIMEOUT", 2.0)
+
+
+@pytest.fixture
+def hanging_lookup(monkeypatch):
+    """A name lookup that never answers (until the test ends)."""
+    release = threading.Event()
+
+    def lookup(*args, **kwargs):
+        release.wait()
+        raise socket.gaierror("lookup released by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield
+    release.set()
+
+
+FAULTS = {"silent": silent, "half then silent": half_then_silent,
+          "half then hang up": half_then_hang_up}
+MESSAGES = {"silent": "no answer for 1 s", "half then silent": "no answer for 1 s",
+            "half then hang up": "after 500 of 1000 bytes"}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_misbehaving_server_gives_up_quickly_and_leaves_no_file(tmp_path, short_timeouts,
+                                                                  fault):
+    with serve(FAULTS[fault]) as server:
+        start = time.perf_counter()
+        with pytest.raises(D.DownloadError, match=MESSAGES[fault]):
+            D.download(f"{server}/painting.jpg", tmp_path)
+        assert time.perf_counter() - start < 2.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hanging_name_lookup_gives_up_quickly(tmp_path, short_timeouts, hanging_lookup):
+    start = time.perf_counter()
+    with pytest.raises(D.DownloadError, match="no answer within 2 s"):
+        D.download("https://example.org/painting.jpg", tmp_path)
+    assert time.perf_counter() - start < 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_image_set_gives_up_on_a_silent_server(tmp_path, short_timeouts, monkeypatch):
+    with serve(half_then_silent) as server:
+        monkeypatch.setitem(D.IMAGE_SETS, "tiny", {"url": f"{server}/set.tgz", "root": "set/"})
+        start = time.perf_counter()
+        with pytest.raises(D.DownloadError, match="no answer"):
+            D.image_set("tiny", cache_dir=tmp_path)
+        assert time.perf_counter() - start < 2.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_good_server_gives_the_file_with_its_checksum(tmp_path, short_timeouts):
+    body = make_archive(tmp_path / "source.tgz").read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    with serve(answer(body)) as server:
+        path = D.download(f"{server}/set.tgz", tmp_path / "cache", sha256=digest)
+        assert path.read_bytes() == body
+        with pytest.raises(D.DownloadError, match="SHA-256"):  # a wrong pin keeps nothing
+            D.download(f"{server}/set.tgz", tmp_path / "other", sha256="0" * 64)
+        assert D.download(f"{server}/set.tgz", tmp_path / "short", sha256=digest[:8]) \
+            .read_bytes() == body                                    # a prefix, as torch.hub
+    assert sorted(p.name for p in path.parent.iterdir()) == ["set.tgz", "set.tgz.sha256"]
+    assert list((tmp_path / "other").iterdir()) == []

@@ -1,7 +1,9 @@
 """Environment switches: fast mode and offline follow the variables and CI."""
+import threading
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from utils import env
@@ -49,11 +51,36 @@ def test_pick_device_and_describe():
     assert "alexnet" in line and "cpu" in line and "mode" in line
 
 
-def test_a_hanging_name_lookup_gives_up_in_seconds(monkeypatch):
+def test_a_missing_gpu_says_what_to_pass_instead(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"device='cuda:0'.*Pass device=None"):
+        env.pick_device("cuda:0")
+
+
+@pytest.fixture
+def release():
+    """An event that ends a simulated hang when the test ends, whatever its outcome."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_within_returns_raises_or_stops_waiting(release):
+    assert env.within(1, max, 2, 3) == 3
+    with pytest.raises(ZeroDivisionError):
+        env.within(1, divmod, 1, 0)
+    start = time.perf_counter()
+    with pytest.raises(TimeoutError, match="no answer within 0.2 s"):
+        env.within(0.2, release.wait)
+    assert time.perf_counter() - start < 1
+
+
+def test_a_hanging_name_lookup_gives_up_in_seconds(monkeypatch, release):
     monkeypatch.setenv("VCNN_OFFLINE", "0")
+
     def hanging_lookup(*args, **kwargs):
-        time.sleep(3)
-        raise OSError("name lookup timed out")
+        release.wait()
+        raise OSError("name lookup released by the test")
 
     monkeypatch.setattr(env.socket, "create_connection", hanging_lookup)
     start = time.perf_counter()

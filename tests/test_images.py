@@ -1,10 +1,12 @@
 """load_image turns every kind of input into an upright 8-bit RGB image, or says why not."""
 import io
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_downloads import FAULTS, answer, serve, short_timeouts  # noqa: F401 (a fixture)
 
 from utils.images import ImageError, load_image, sample_images
 from utils.models import REGISTRY
@@ -70,6 +72,7 @@ def test_huge_images_are_downsized():
 @pytest.mark.parametrize("source, message", [
     (b"this is not an image", "not an image"),
     (b"", "empty"),
+    ("", "empty string"),
     ("no/such/file.jpg", "not found"),
     ("tiger", "No bundled image"),
     (np.zeros((10, 10, 3), np.uint8), "at least 32"),
@@ -81,6 +84,23 @@ def test_huge_images_are_downsized():
 def test_bad_input_gets_a_clear_error(source, message):
     with pytest.raises(ImageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_image(source)
+
+
+@pytest.mark.usefixtures("short_timeouts")
+@pytest.mark.parametrize("fault", FAULTS)
+def test_an_image_url_on_a_misbehaving_server_fails_in_seconds(fault):
+    with serve(FAULTS[fault]) as server:
+        start = time.perf_counter()
+        with pytest.raises(ImageError, match="Could not download"):
+            load_image(f"{server}/cat.jpg")
+        assert time.perf_counter() - start < 2.5
+
+
+@pytest.mark.usefixtures("short_timeouts")
+def test_an_image_url_loads():
+    image = Image.new("RGB", (64, 48), (10, 20, 200))
+    with serve(answer(png_bytes(image))) as server:
+        assert np.array_equal(np.asarray(load_image(f"{server}/x.png")), np.asarray(image))
 
 
 def test_corrupt_file_gets_a_clear_error(tmp_path):

@@ -44,6 +44,31 @@ def offline():
     return _flag("VCNN_OFFLINE", default=in_ci())
 
 
+def within(seconds, function, *args):
+    """``function(*args)``, or ``TimeoutError`` if it has not returned after ``seconds``.
+
+    For calls with no timeout of their own, above all the name lookup (``getaddrinfo``),
+    which a broken network can stall for 10-30 s whatever timeout the socket has: the call
+    runs in a daemon thread, and we stop waiting for it.
+    """
+    result = {}
+
+    def call():
+        try:
+            result["value"] = function(*args)
+        except Exception as err:            # raised in the caller below
+            result["error"] = err
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if "error" in result:
+        raise result["error"]
+    if "value" not in result:
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return result["value"]
+
+
 def can_reach(host, port=443, timeout=3.0):
     """True if a TCP connection to ``host`` opens within ``timeout`` seconds.
 
@@ -52,21 +77,11 @@ def can_reach(host, port=443, timeout=3.0):
     """
     if offline():
         return False
-
-    result = []
-
-    def connect():
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            pass
-
-    # The name lookup has no timeout of its own: run it in a daemon thread, stop waiting.
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout + 1)
-    return bool(result)
+    try:
+        within(timeout + 1, socket.create_connection, (host, port), timeout).close()
+    except OSError:                         # TimeoutError is an OSError too
+        return False
+    return True
 
 
 def pick_device(prefer=None):
@@ -76,11 +91,13 @@ def pick_device(prefer=None):
     """
     if prefer is not None:
         prefer = str(prefer)
+        instead = f"Pass device=None to use what this machine has ({pick_device().type})."
         if prefer.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("CUDA was asked for but no CUDA GPU is visible. "
-                               "In Colab: Runtime > Change runtime type > GPU.")
+            raise RuntimeError(f"device={prefer!r} was asked for but no CUDA GPU is visible. "
+                               f"{instead} In Colab: Runtime > Change runtime type > GPU.")
         if prefer == "mps" and not _mps_available():
-            raise RuntimeError("MPS was asked for but this machine has no Apple GPU.")
+            raise RuntimeError(f"device='mps' was asked for but this machine has no Apple "
+                               f"GPU. {instead}")
         return torch.device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -7,7 +7,6 @@ images are shrunk, and anything unusable raises an ``ImageError`` that says what
 """
 import io
 import math
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +68,9 @@ def _to_pil(source):
         return _array_to_pil(source)
     if isinstance(source, (str, Path)):
         text = str(source)
+        if not text.strip():
+            raise ImageError("The image path is an empty string. Give a file path, a URL, "
+                             f"or a bundled image: {sample_images()}.")
         if text.startswith(("http://", "https://")):
             return _open_bytes(_download(text), text)
         path = Path(text).expanduser()
@@ -99,13 +101,15 @@ def _open_bytes(data, what):
     return image
 
 
-def _download(url, timeout=15):
+def _download(url):
+    """The bytes at ``url``, through ``utils.downloads.stream`` (progress bar, timeouts)."""
+    from .downloads import DownloadError, stream  # here: downloads imports us
+    data = io.BytesIO()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read()
-    except Exception as err:  # URLError, timeouts, HTTP errors: all the same to the user
-        raise ImageError(f"Could not download {url} ({err}). Check the address or your "
-                         "connection, or upload the file instead.") from None
+        stream(url, data)
+    except DownloadError as err:
+        raise ImageError(f"{err} Or upload the file instead.") from None
+    return data.getvalue()
 
 
 def _tensor_to_hwc(tensor):

@@ -19,6 +19,8 @@ are cached or can be downloaded, and otherwise falls back, with one printed line
 bundled EfficientNet-Lite0. The model comes back in eval mode, on the chosen device, with
 ``model.spec`` holding its ``ModelSpec``.
 """
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torchvision
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from .downloads import download
 from .env import can_reach, pick_device
 from .hooks import model_guard, model_spec
 from .images import image_batch, load_image
@@ -160,27 +163,34 @@ def available_models():
     return list(REGISTRY)
 
 
+def weights_url(name):
+    """Where torchvision downloads the pretrained weights of ``name`` from."""
+    return torchvision.models.get_model_weights(name).DEFAULT.url
+
+
 def cached_weights_path(name):
-    """Where torch keeps the pretrained weights of a torchvision model once downloaded."""
-    weights = torchvision.models.get_model_weights(name).DEFAULT
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    """Where torch.hub keeps those weights once downloaded (shared with torchvision)."""
+    file_name = Path(urllib.parse.urlparse(weights_url(name)).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
 def load_model(name=DEFAULT_MODEL, device=None, verbose=True):
     """A pretrained model from the registry, in eval mode on ``device``, with ``.spec``.
 
-    A torchvision model whose weights are neither cached nor downloadable (checked with a
-    3-second connection test, never a hang) is replaced by the bundled EfficientNet-Lite0.
-    ReLUs are made not in-place so that hooks and backward rules see every activation.
+    ``device=None`` picks the best available one. A torchvision model whose weights are
+    neither cached nor downloadable (a 3-second connection test first; a download that
+    goes silent gives up, see ``utils.downloads``) is replaced, with one printed line, by
+    the bundled EfficientNet-Lite0. ReLUs are made not in-place so that hooks and backward
+    rules see every activation.
     """
     if name not in REGISTRY:
         raise KeyError(f"Unknown model {name!r}; choose one of {available_models()}.")
-    device = device if device is not None else pick_device()
-    model = _build(name, verbose)
-    if model is None:
+    device = pick_device(device)               # a missing GPU is an error before any work
+    try:
+        model = _build(name)
+    except OSError as err:
         if verbose:
-            print(f"Offline: no cached {name} weights and no connection; "
-                  f"using the bundled {BUNDLED} instead.")
+            print(f"{err} Using the bundled {BUNDLED} instead.")
         name, model = BUNDLED, build_lite0()
     for module in model.modules():
         if hasattr(module, "inplace"):
@@ -189,18 +199,38 @@ def load_model(name=DEFAULT_MODEL, device=None, verbose=True):
     return model.eval().to(device)
 
 
-def _build(name, verbose):
+def _build(name):
+    """The network with its pretrained weights, downloaded once; ``OSError`` if impossible."""
     if name == BUNDLED:
         return build_lite0()
-    weights = torchvision.models.get_model_weights(name).DEFAULT
-    if not cached_weights_path(name).exists() and not can_reach("download.pytorch.org"):
-        return None
+    path = cached_weights_path(name)
+    if not path.exists():
+        url = weights_url(name)
+        where = urllib.parse.urlparse(url)
+        if not can_reach(where.hostname, where.port or 443):
+            raise OSError(f"Offline: no cached {name} weights and no connection.")
+        digest = re.search(r"-([0-9a-f]{8,})\.", path.name)  # torch.hub: a SHA-256 prefix
+        download(url, path.parent, sha256=digest.group(1) if digest else None)
     try:
-        return torchvision.models.get_model(name, weights=weights)
-    except Exception as err:  # a download cut off half-way, a full disk, ...
-        if verbose:
-            print(f"Could not load {name} weights ({type(err).__name__}: {err}).")
-        return None
+        return _from_state_dict(name, path)
+    except Exception as err:  # a damaged file, a full disk, ...
+        raise OSError(f"Could not load {name} weights from {path} "
+                      f"({type(err).__name__}: {err}).") from None
+
+
+# What torchvision's builders set when they load pretrained weights (weights=None does not).
+PRETRAINED_ARGS = {"googlenet": {"transform_input": True, "aux_logits": True,
+                                 "init_weights": False}}
+
+
+def _from_state_dict(name, path):
+    """The torchvision network ``name`` with the weights saved at ``path``."""
+    with torch.device("meta"):                 # no memory, no random init: weights come next
+        model = torchvision.models.get_model(name, weights=None, **PRETRAINED_ARGS.get(name, {}))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), assign=True)
+    if name == "googlenet":                    # as torchvision does: aux heads only train
+        model.aux_logits, model.aux1, model.aux2 = False, None, None
+    return model
 
 
 def class_labels(model):
