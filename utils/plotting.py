@@ -106,6 +106,11 @@ def show_heatmap(image, heatmap, ax=None, title=None, alpha=0.55, cmap=HEAT_CMAP
         shown = ax.imshow(values, cmap=SIGNED_CMAP, alpha=alpha, vmin=-bound, vmax=bound)
     else:
         shown = ax.imshow(values, cmap=cmap, alpha=alpha)
+    return _finish_panel(ax, shown, title, colorbar)
+
+
+def _finish_panel(ax, shown, title, colorbar):
+    """No axes, the title, and a colour bar for ``shown`` if asked."""
     ax.axis("off")
     if title:
         ax.set_title(title)
@@ -119,9 +124,4 @@ def show_map(values, ax=None, title=None, cmap=HEAT_CMAP, colorbar=True):
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.2))
     shown = ax.imshow(np.asarray(values), cmap=cmap)
-    ax.axis("off")
-    if title:
-        ax.set_title(title)
-    if colorbar:
-        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-    return ax
+    return _finish_panel(ax, shown, title, colorbar)
