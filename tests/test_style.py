@@ -49,7 +49,7 @@ def test_total_variation_by_hand():
 
 def test_style_loss_of_an_image_with_itself_is_zero(lite, brick):
     layers = style.style_layers(lite)
-    targets = style.gram_targets(lite, brick, layers)
+    targets = style.source_grams(lite, brick, layers)
     grams = {k: style.gram_matrix(f) for k, f in style.layer_outputs(lite, brick, layers).items()}
     assert style.gram_loss(grams, targets).item() == 0
     other = lite.spec.preprocess("gravel", size=64)
@@ -61,7 +61,7 @@ def test_gram_is_blind_to_position_content_is_not(lite, brick):
     # a circular shift moves every feature but keeps (almost) all co-occurrences
     layers = style.texture_layers(lite)[:2]
     shifted = torch.roll(brick, shifts=(16, 16), dims=(2, 3))
-    targets = style.gram_targets(lite, brick, layers)
+    targets = style.source_grams(lite, brick, layers)
     grams = {k: style.gram_matrix(f) for k, f in style.layer_outputs(lite, shifted, layers).items()}
     relative_gram = style.gram_loss(grams, targets) / sum((t ** 2).sum() / (4 * t.shape[-1] ** 2)
                                                           for t in targets.values())

@@ -78,25 +78,26 @@ def gram_matrix(features):
     return f @ f.transpose(1, 2) / (h * w)
 
 
-def gram_targets(model, x, layers):
+def source_grams(model, x, layers):
     """The Gram matrices of ``x`` (the texture or style image) at ``layers``, detached."""
     with torch.no_grad(), model_guard(model, freeze=True):
         return {name: gram_matrix(f) for name, f in layer_outputs(model, x, layers).items()}
 
 
-def gram_loss(grams, targets, weights=None):
+def gram_loss(grams, reference, weights=None):
     """Σ_l w_l E_l with E_l = ‖G_l − Ĝ_l‖²_F / (4 N_l²), summed over the batch.
 
     This is Gatys et al.'s E_l = 1/(4 N_l² M_l²) Σ_ij (G_ij − Ĝ_ij)² for the unnormalised
     Gram matrix F Fᵀ, written for G = F Fᵀ / M. ``weights`` maps layer -> w_l (default
     equal, w_l = 1, as in the texture paper's code); the style paper uses w_l = 1/5.
-    A target with a batch of one is compared with every image of the batch.
+    ``reference`` holds the source's Ĝ_l; one with a batch of one is compared with every
+    image of the batch.
     """
     total = 0.0
     for name, gram in grams.items():
         n = gram.shape[-1]
         w = 1.0 if weights is None else weights[name]
-        total = total + w * ((gram - targets[name]) ** 2).sum() / (4 * n ** 2)
+        total = total + w * ((gram - reference[name]) ** 2).sum() / (4 * n ** 2)
     return total
 
 
@@ -120,25 +121,26 @@ def total_variation(x):
 
 # --- the two methods --------------------------------------------------------------------
 
-def texture_loss(model, x, targets, weights=None):
-    """Gatys 2015: L(x) = Σ_l w_l E_l, x's Gram matrices at the layers of ``targets`` against them."""
-    grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, list(targets)).items()}
-    return gram_loss(grams, targets, weights)
+def texture_loss(model, x, reference, weights=None):
+    """Gatys 2015: L(x) = Σ_l w_l E_l, x's Gram matrices at the layers of ``reference`` (the
+    source's) against them."""
+    grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, list(reference)).items()}
+    return gram_loss(grams, reference, weights)
 
 
-def style_transfer_loss(model, x, content_target, content_at, style_targets, ratio=1e-3,
+def style_transfer_loss(model, x, content_features, content_at, style_grams, ratio=1e-3,
                         tv_weight=0.0):
     """Gatys 2016: L = α L_content + β L_style (+ TV), with β = 1 and ``ratio`` = α/β.
 
-    L_style = Σ_l (1/L) E_l over the layers of ``style_targets`` (the painting's Gram
-    matrices); L_content at ``content_at`` against ``content_target`` (the photo's features).
+    L_style = Σ_l (1/L) E_l over the layers of ``style_grams`` (the painting's Gram
+    matrices); L_content at ``content_at`` against ``content_features`` (the photo's).
     Returns (L, {term: value}) for ``optimize_image``.
     """
-    style_at = list(style_targets)
+    style_at = list(style_grams)
     feats = layer_outputs(model, x, style_at + [content_at])
     weights = {name: 1.0 / len(style_at) for name in style_at}
-    l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, style_targets, weights)
-    l_content = content_loss(feats[content_at], content_target)
+    l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, style_grams, weights)
+    l_content = content_loss(feats[content_at], content_features)
     l_tv = total_variation(x) if tv_weight else torch.zeros(())
     total = ratio * l_content + l_style + tv_weight * l_tv
     return total, {"content": l_content.item(), "style": l_style.item(), "tv": l_tv.item()}
@@ -152,13 +154,13 @@ def synthesise_texture(model, source, layers=None, steps=100, weights=None, init
     ``init`` of another size to synthesise a larger texture). Returns an ``OptimResult``.
     """
     layers = list(layers or texture_layers(model))
-    targets = gram_targets(model, source, layers)
+    reference = source_grams(model, source, layers)
     low, high = model.spec.valid_range(source.device)
     if init is None:
         init = white_noise_like(source, low, high, noise, generator=torch.Generator().manual_seed(seed))
 
     def loss_fn(x):
-        return texture_loss(model, x, targets, weights)
+        return texture_loss(model, x, reference, weights)
 
     return optimize_image(loss_fn, init, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
@@ -179,9 +181,9 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
     if style.shape[-2:] != content.shape[-2:]:
         style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
                                           align_corners=False, antialias=True)
-    targets = gram_targets(model, style, style_at)
+    style_grams = source_grams(model, style, style_at)
     with torch.no_grad(), model_guard(model, freeze=True):
-        content_target = layer_outputs(model, content, [content_at])[content_at]
+        content_features = layer_outputs(model, content, [content_at])[content_at]
     low, high = model.spec.valid_range(content.device)
     if isinstance(init, torch.Tensor):
         start = init
@@ -193,7 +195,7 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
         raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
 
     def loss_fn(x):
-        return style_transfer_loss(model, x, content_target, content_at, targets, ratio, tv_weight)
+        return style_transfer_loss(model, x, content_features, content_at, style_grams, ratio, tv_weight)
 
     return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,

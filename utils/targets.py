@@ -60,21 +60,22 @@ def check_target(model, target, n):
     return torch.tensor([class_index(c, labels) for c in classes], dtype=torch.long)
 
 
-def choose_target(targets, logits):
-    """The checked ``targets`` (None = each image's top-1) as indices on the logits' device."""
-    if targets is None:
+def choose_target(checked, logits):
+    """The classes ``check_target`` returned (None = each image's top-1), as indices on the
+    logits' device."""
+    if checked is None:
         return logits.argmax(dim=1)
-    if int(targets.max()) >= logits.shape[1]:
-        raise TargetError(f"Class {int(targets.max())} is out of range: the model has "
+    if int(checked.max()) >= logits.shape[1]:
+        raise TargetError(f"Class {int(checked.max())} is out of range: the model has "
                           f"{logits.shape[1]} outputs.")
-    return targets.to(logits.device)
+    return checked.to(logits.device)
 
 
 @torch.no_grad()
 def predicted_target(model, x, target):
     """Indices of ``target`` for the batch ``x``; one forward pass only when it is None."""
-    targets = check_target(model, target, x.shape[0])
-    if targets is None:
+    checked = check_target(model, target, x.shape[0])
+    if checked is None:
         with model_guard(model):
             return model(x).argmax(dim=1)
-    return targets.to(x.device)
+    return checked.to(x.device)
