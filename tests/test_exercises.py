@@ -3,8 +3,8 @@ prints one verdict line and returns a bool."""
 import pytest
 import torch
 
+from utils import attribution, cam, deepdream, evaluation, features, inversion, localize, occlusion, style
 from utils import exercises as X
-from utils import features
 from utils.fixations import record_forward
 from utils.style import gram_matrix
 
@@ -13,7 +13,8 @@ def verdicts(capsys, check, right, wrong):
     results = [check(right), check(wrong), check(None)]
     lines = capsys.readouterr().out.splitlines()
     assert results == [True, False, False]
-    assert len(lines) == 3 and lines[0].startswith("Right") and not lines[1].startswith("Right")
+    assert len(lines) == 3 and lines[0].startswith("Right") and lines[1].startswith("Not")
+    assert lines[2] == X.NOT_ANSWERED
     return lines
 
 
@@ -55,3 +56,53 @@ def test_gram_checks(capsys):
 @pytest.mark.parametrize("answer", [None, [1.0], torch.zeros(5)])
 def test_same_numbers_refuses_missing_or_misshapen_answers(answer):
     assert not X.same_numbers(answer, torch.ones(2, 2))
+
+
+# --- implement the core: each check accepts the reference and refuses a plausible mistake --
+def stub(*args):
+    raise NotImplementedError
+
+
+CORE = {
+    "rescale_filter": (X.check_rescale_filter, features.rescale_filter,
+                       lambda w: w / w.abs().max()),
+    "box_iou": (X.check_box_iou, localize.box_iou,
+                lambda a, b: localize.box_iou(a, b) * 2 if localize.box_iou(a, b) else 0.0),
+    "occluded_copies": (X.check_occluded_copies, occlusion.occluded_copies,
+                        lambda image, tops, lefts, size: image.repeat(len(tops), 1, 1, 1)),
+    "grad_cam_map": (X.check_grad_cam_map, cam.grad_cam_map,
+                     lambda a, g: cam.grad_cam_map(a, g, relu=False)),
+    "fc_rule": (X.check_fc_rule, lambda a, w: [j for j in range(len(a)) if a[j] * w[j] > 0],
+                lambda a, w: [j for j in range(len(a)) if w[j] > 0]),
+    "gram_matrix": (X.check_gram_matrix, gram_matrix,
+                    lambda f: f.flatten(2) @ f.flatten(2).transpose(1, 2)),
+    "content_loss": (X.check_content_loss, style.content_loss, lambda f, p: ((f - p) ** 2).sum()),
+    "dream_step": (X.check_dream_step, deepdream.normalized_step,
+                   lambda x, g, lr: x - lr * g / g.abs().mean()),
+    "tv_beta": (X.check_tv_beta, inversion.tv_beta,
+                lambda u, beta: (u[..., :, 1:] - u[..., :, :-1]).pow(2).flatten(1).sum(1)),
+    "auc": (X.check_auc, evaluation.auc, lambda curve: sum(curve) / len(curve)),
+}
+
+
+@pytest.mark.parametrize("name", list(CORE))
+def test_core_checks_accept_the_reference_and_refuse_a_mistake(name, capsys):
+    check, reference, wrong = CORE[name]
+    assert check(reference) is True
+    assert check(wrong) is False
+    assert check(stub) is False
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Right") and lines[1].startswith("Not yet")
+    assert lines[2] == X.NOT_ANSWERED
+
+
+def test_saliency_check_with_the_model(lite, capsys):
+    x = lite.spec.preprocess("cat", size=64)
+    assert X.check_saliency(attribution.saliency, lite, x, 285)
+    assert not X.check_saliency(lambda m, x, t: attribution.input_gradient(m, x, t).amax(1), lite, x, 285)
+    assert capsys.readouterr().out.splitlines()[1].startswith("Not yet")
+
+
+def test_a_crashing_answer_gets_a_hint_not_a_traceback(capsys):
+    assert not X.check_gram_matrix(lambda f: f @ f)
+    assert "raised" in capsys.readouterr().out

@@ -53,3 +53,21 @@ def test_uploaded_bytes_reads_both_ipywidgets_formats():
     assert uploaded_bytes(({"content": memoryview(data)},)) == data        # ipywidgets 8
     assert uploaded_bytes({"x.png": {"content": data}}) == data            # ipywidgets 7
     assert uploaded_bytes(()) is None
+
+
+def test_a_connected_figure_leaves_a_still_for_viewers_without_widgets():
+    import base64
+
+    import matplotlib.pyplot as plt
+
+    def draw(channel):
+        plt.figure(figsize=(2, 2))
+        plt.plot([0, channel])
+
+    box = connect(draw, channel=channel_slider(4, value=1))
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/jpeg"])[:2] == b"\xff\xd8"          # a JPEG
+    still = box.still
+    box.children[0].value = 3                     # a redraw keeps the first figure as the still
+    assert box.still == still

@@ -1,5 +1,5 @@
 """Run notebooks top to bottom in default mode and save them with their outputs, ready to
-commit: widget state stripped, the measured run time written to ``metadata.vcnn.cpu_minutes``
+commit: widget state and progress bars stripped (``hygiene.py``), the measured run time written to ``metadata.vcnn.cpu_minutes``
 (rounded up), then the Colab cells and the README table refreshed.
 
     python tools/execute_notebooks.py notebooks/01_filters_and_activations.ipynb
@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from utils import colab  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
+import hygiene  # noqa: E402
 import sync_colab  # noqa: E402
 
 
@@ -33,9 +34,12 @@ def execute(path):
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     minutes = (time.perf_counter() - start) / 60
     nb.metadata.pop("widgets", None)
+    hygiene.clean(nb)
     nb.metadata.setdefault("vcnn", {})["cpu_minutes"] = max(1, math.ceil(minutes))
     nbformat.write(nb, path)
     print(f"{path.name}: {minutes:.1f} min, {path.stat().st_size / 1e6:.2f} MB")
+    for problem in hygiene.problems(nb):
+        print(f"  {problem}")
 
 
 if __name__ == "__main__":

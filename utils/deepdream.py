@@ -64,6 +64,12 @@ def octave_sizes(height, width, octaves=OCTAVES, scale=OCTAVE_SCALE):
             for i in reversed(range(octaves))]
 
 
+def normalized_step(x, grad, lr):
+    """x − lr · g / mean|g|, the mean taken over each image of the batch (google/deepdream)."""
+    mean_abs = grad.abs().flatten(1).mean(1).clamp_min(1e-12)
+    return x - lr * grad / mean_abs.view(-1, *[1] * (x.dim() - 1))
+
+
 class NormalizedStep(torch.optim.Optimizer):
     """google/deepdream's step: x ← x − lr · g / mean|g|, the mean taken over each image.
 
@@ -83,8 +89,7 @@ class NormalizedStep(torch.optim.Optimizer):
         for group in self.param_groups:
             for x in group["params"]:
                 if x.grad is not None:
-                    mean_abs = x.grad.abs().flatten(1).mean(1).clamp_min(1e-12)
-                    x.sub_(group["lr"] * x.grad / mean_abs.view(-1, *[1] * (x.dim() - 1)))
+                    x.copy_(normalized_step(x, x.grad, group["lr"]))
         return loss
 
 

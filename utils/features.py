@@ -16,6 +16,11 @@ def first_layer_filters(model):
     return resolve_layer(model, "first_conv").weight.detach().float().cpu()
 
 
+def rescale_filter(w):
+    """One filter (C×k×k) rescaled to [0, 1]: (w − min) / (max − min), for display."""
+    return (w - w.min()) / (w.max() - w.min() + 1e-12)
+
+
 def filter_tiles(weights, upscale=1):
     """Each filter rescaled on its own to [0, 1], (w - min) / (max - min), as H×W×3 tiles.
 
@@ -25,8 +30,7 @@ def filter_tiles(weights, upscale=1):
     """
     tiles = []
     for w in weights:
-        w = (w - w.min()) / (w.max() - w.min() + 1e-12)
-        tile = w.permute(1, 2, 0).numpy()
+        tile = rescale_filter(w).permute(1, 2, 0).numpy()
         tiles.append(np.kron(tile, np.ones((upscale, upscale, 1))) if upscale > 1 else tile)
     return tiles
 

@@ -10,6 +10,9 @@ same function to ``connect`` with the controls built here:
 ``connect`` redraws into one output area whenever a control changes, so callbacks can be
 tested without a browser: set ``control.value`` and look at what ``draw`` received.
 """
+import base64
+import io
+
 import ipywidgets as W
 
 from .images import ImageError, load_image, sample_images
@@ -83,21 +86,46 @@ def image_picker(value="cat"):
     return ImagePicker(value)
 
 
+class Explorer(W.VBox):
+    """Controls and the figure they redraw. Where no widget can run (GitHub, nbviewer, a saved
+    notebook opened without its kernel) the cell shows the first figure as a still image."""
+
+    still = None            # the first figure, as base64 JPEG
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if self.still is not None and bundle is not None:
+            bundle["image/jpeg"] = self.still
+        return bundle
+
+
+def still_image(figure):
+    """A matplotlib figure as a base64 JPEG string (the still of a widget's figure)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="jpeg", dpi=figure.dpi, bbox_inches="tight",
+                   pil_kwargs={"quality": 85})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def connect(draw, **controls):
     """Call ``draw(**values)`` now and whenever a control changes; return the UI box.
 
-    An ``ImagePicker`` passes its PIL image; other widgets pass their ``.value``.
+    An ``ImagePicker`` passes its PIL image; other widgets pass their ``.value``. The first
+    figure is also kept as the box's still image, for viewers that cannot run widgets.
     """
+    import matplotlib.pyplot as plt
     output = W.Output()
+    box = Explorer(list(controls.values()) + [output])
 
     def values():
         return {k: (c.image if isinstance(c, ImagePicker) else c.value) for k, c in controls.items()}
 
     def redraw(_=None):
-        import matplotlib.pyplot as plt
         with output:
             output.clear_output(wait=True)
             draw(**values())
+            if box.still is None and plt.get_fignums():
+                box.still = still_image(plt.gcf())
             plt.show()
 
     for control in controls.values():
@@ -107,6 +135,5 @@ def connect(draw, **controls):
         else:
             control.observe(redraw, names="value")
     redraw()
-    box = W.VBox(list(controls.values()) + [output])
     box.redraw = redraw
     return box

@@ -1,0 +1,28 @@
+"""The saved notebooks as GitHub shows them: no progress bar, no widget as text, no output
+that reads as a failure, no test marker in a cell's source (tools/hygiene.py)."""
+import json
+import sys
+
+import pytest
+
+from utils import colab
+
+sys.path.insert(0, str(colab.ROOT / "tools"))
+import hygiene  # noqa: E402
+
+
+@pytest.mark.parametrize("path", colab.notebooks(), ids=lambda p: p.name)
+def test_saved_notebook_is_clean(path):
+    assert hygiene.problems(json.loads(path.read_text())) == []
+
+
+def test_the_rules_catch_what_they_are_for():
+    bar = {"output_type": "display_data", "data": {hygiene.WIDGET: {}, "text/plain": "x:  10%|#  | 1/10"}}
+    widget = {"output_type": "execute_result", "data": {hygiene.WIDGET: {}, "text/plain": "VBox()"}}
+    still = {"output_type": "execute_result", "data": {hygiene.WIDGET: {}, "image/jpeg": "..."}}
+    failure = {"output_type": "stream", "name": "stdout", "text": "Not yet: look again"}
+    cells = [{"cell_type": "code", "source": s, "outputs": o} for s, o in
+             [("# NBVAL_CHECK_OUTPUT", []), ("", [bar]), ("", [widget]), ("", [still]), ("", [failure])]]
+    found = hygiene.problems({"cells": cells})
+    assert [f.split(":")[0] for f in found] == ["cell 0", "cell 1", "cell 2", "cell 4"]
+    assert hygiene.clean({"cells": cells})["cells"][1]["outputs"] == []
