@@ -71,3 +71,25 @@ def test_a_connected_figure_leaves_a_still_for_viewers_without_widgets():
     still = box.still
     box.children[0].value = 3                     # a redraw keeps the first figure as the still
     assert box.still == still
+
+
+
+def test_channel_slider_follows_the_layer_and_opens_on_its_strongest_channel():
+    import torch
+
+    from utils.widgets import follow_layer, layer_picker
+
+    class Spec:
+        layers = {"stages": ["a", "b"]}
+
+        def layer(self, role):
+            return self.layers[role]
+
+    class Model:
+        spec = Spec()
+    acts = {"a": torch.zeros(1, 64, 4, 4), "b": torch.zeros(1, 16, 4, 4)}
+    acts["b"][0, 5] = 1.0
+    layer, channel = layer_picker(Model()), channel_slider(64, value=63)
+    follow_layer(layer, channel, acts.__getitem__)
+    layer.value = "b"
+    assert channel.max == 15 and channel.value == 5

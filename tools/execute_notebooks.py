@@ -11,6 +11,7 @@ as GitHub readers and the tests see them. Fast mode is switched off.
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import sync_colab  # noqa: E402
 
 def execute(path):
     nb = nbformat.read(path, as_version=4)
-    os.environ.update(VCNN_OFFLINE="1", VCNN_FAST="0")
+    figure_log = Path(tempfile.mkdtemp()) / "small_panels.jsonl"
+    os.environ.update(VCNN_OFFLINE="1", VCNN_FAST="0", VCNN_FIGURE_LOG=str(figure_log))
     start = time.perf_counter()
     NotebookClient(nb, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -40,6 +42,9 @@ def execute(path):
     print(f"{path.name}: {minutes:.1f} min, {path.stat().st_size / 1e6:.2f} MB")
     for problem in hygiene.problems(nb):
         print(f"  {problem}")
+    if figure_log.exists():                      # plotting.small_panels, from inside the kernel
+        for line in figure_log.read_text().splitlines():
+            print(f"  panels too small on a projector: {line}")
 
 
 if __name__ == "__main__":

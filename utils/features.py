@@ -172,8 +172,11 @@ def plot_channel(image, activation, channel, layer_name=""):
     axes[0].imshow(image)
     axes[0].axis("off")
     axes[0].set_title("input")
-    show_map(values, ax=axes[1], title=f"{layer_name} ch {channel} of {channels}", cmap="gray")
-    show_heatmap(image, values, ax=axes[2], title=f"overlay (max {values.max():.2f})")
+    show_map(values, ax=axes[1], title=f"{layer_name}: channel {channel} of 0..{channels - 1}",
+             cmap="gray")
+    flat = values.max() == values.min()
+    show_heatmap(image, values, ax=axes[2], title=f"constant {values.max():.2f}: silent here" if flat
+                 else f"overlay (max {values.max():.2f})")
     fig.tight_layout()
     return fig
 
@@ -182,7 +185,7 @@ def plot_neighbours(query, gallery, labels, pixel_hits, feature_hits):
     """Query, then its nearest gallery images in pixel space (top) and feature space (bottom)."""
     import matplotlib.pyplot as plt
     k = len(pixel_hits[0])
-    fig, axes = plt.subplots(2, k + 1, figsize=(1.9 * (k + 1), 4.4), squeeze=False)
+    fig, axes = plt.subplots(2, k + 1, figsize=(2.4 * (k + 1), 5.6), squeeze=False)
     for row, (name, (indices, distances)) in enumerate(
             [("pixels", pixel_hits), ("features", feature_hits)]):
         axes[row, 0].imshow(query.resize((128, 128)))

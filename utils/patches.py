@@ -288,7 +288,7 @@ def selective_channels(bank, layer, n=4, k=16):
 
 # --------------------------------------------------------------------------- figures
 
-def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=8, size=1.1,
+def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=6, size=1.8,
                      title=None):
     """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score."""
     import matplotlib.pyplot as plt
@@ -301,7 +301,7 @@ def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=
         ax.axis("off")
     for ax, hit in zip(axes.flat, hits):
         ax.imshow(bank.regions.crop(hit.region, hit.box).resize((80, 80), Image.BILINEAR))
-        ax.set_title(f"{hit.score:.2f}", fontsize=9)
+        ax.set_title(f"{hit.score:.2f}", fontsize=11)
     unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
     field = bank.fields[layer]
     rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
@@ -310,7 +310,7 @@ def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=
     return fig
 
 
-def show_neighbours(bank, query, k=7, size=1.25):
+def show_neighbours(bank, query, k=5, size=1.8):
     """Query region, then its nearest regions in feature space (top row) and pixel space."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, k + 1, figsize=(size * (k + 1), size * 2 + 0.4), squeeze=False)
@@ -320,7 +320,7 @@ def show_neighbours(bank, query, k=7, size=1.25):
         axes[row, 0].set_title("query", fontsize=10)
         for ax, (r, dist) in zip(axes[row, 1:], found):
             ax.imshow(bank.regions.warp(r, 80))
-            ax.set_title(f"{bank.regions.photos[bank.regions.image_of[r]][0]}", fontsize=8)
+            ax.set_title(f"{bank.regions.photos[bank.regions.image_of[r]][0]}", fontsize=10)
         axes[row, 0].set_ylabel(f"{space}\nspace", fontsize=11)
     for ax in axes.flat:
         ax.set_xticks([])

@@ -6,6 +6,9 @@
 * Overlays put the map on a *grayscale* copy of the photo so the colours belong to the map.
 * Titles are large, axes are off, every heat map has a colour bar.
 """
+import json
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -15,12 +18,16 @@ from PIL import Image
 HEAT_CMAP = "inferno"
 SIGNED_CMAP = "RdBu_r"
 GRAY_CMAP = "gray"
+DPI = 100                  # figure pixels per inch in the notebook
+COLUMN_PX = 1100           # a JupyterLab output column on a 1280 px wide projector
+MIN_PANEL_PX = 150         # narrower image panels cannot be read from the back of a hall
+MAX_PER_ROW = 4            # panels per row, so that each stays wide enough
 
 
 def use_lecture_style():
-    """Larger fonts and a modest dpi: legible on a projector, small in a committed notebook."""
+    """Larger fonts and a dpi of 100: legible on a projector, small in a saved notebook."""
     plt.rcParams.update({
-        "figure.dpi": 80, "savefig.dpi": 80, "font.size": 12, "axes.titlesize": 12,
+        "figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 12, "axes.titlesize": 12,
         "axes.titleweight": "bold", "figure.titlesize": 14, "figure.titleweight": "bold",
         "image.cmap": HEAT_CMAP, "axes.grid": False,
     })
@@ -29,6 +36,42 @@ def use_lecture_style():
         set_matplotlib_formats("jpeg", pil_kwargs={"quality": 88})
     except Exception:
         pass
+    if os.environ.get("VCNN_FIGURE_LOG"):        # tools/execute_notebooks.py checks the figures
+        log_small_panels(os.environ["VCNN_FIGURE_LOG"])
+
+
+def small_panels(fig, column=COLUMN_PX, minimum=MIN_PANEL_PX):
+    """Widths (px, as displayed) of the figure's image panels narrower than ``minimum``.
+
+    A notebook shrinks a figure wider than its ``column`` to fit, so a panel's displayed
+    width is its share of the figure times min(1, column / figure width).
+    """
+    fig_px = fig.get_figwidth() * fig.dpi
+    scale = min(1.0, column / fig_px)
+    widths = [ax.get_position().width * fig_px * scale for ax in fig.axes if ax.images]
+    return [round(w) for w in widths if w < minimum]
+
+
+def log_small_panels(path):
+    """Append {figure size, small panels} to ``path`` for each figure drawn that has any."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    original = FigureCanvasBase.print_figure
+    if getattr(original, "logs_small_panels", False):
+        return
+
+    def print_figure(canvas, *args, **kwargs):
+        small = small_panels(canvas.figure)
+        if small:
+            with open(path, "a") as log:
+                log.write(json.dumps({"size_px": [round(v * canvas.figure.dpi) for v in
+                                                  canvas.figure.get_size_inches()],
+                                      "small_panels_px": small,
+                                      "titles": [canvas.figure.texts[0].get_text()] if
+                                      canvas.figure.texts else [a.get_title() for a in canvas.figure.axes][:3]})
+                          + "\n")
+        return original(canvas, *args, **kwargs)
+    print_figure.logs_small_panels = True
+    FigureCanvasBase.print_figure = print_figure
 
 
 def to_numpy_image(image):
@@ -63,7 +106,7 @@ def resize_map(heatmap, size):
 
 def grid_axes(n, ncols=None, size=2.6, title=None):
     """A figure with n image axes (axes turned off), laid out in rows of ``ncols``."""
-    ncols = ncols or min(n, 8)
+    ncols = ncols or min(n, MAX_PER_ROW)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax in axes.flat:

@@ -35,6 +35,20 @@ def channel_slider(n_channels, value=0):
                        description="channel", continuous_update=False, layout=LAYOUT, style=STYLE)
 
 
+def follow_layer(layer_control, channel_control, activation_of):
+    """Keep the channel slider within the chosen layer's channels, opening on its strongest.
+
+    ``activation_of(layer)`` returns that layer's activation (1×C×h×w), e.g. from a cache.
+    Register this before ``connect`` so the slider is right when the figure redraws.
+    """
+    def update(change):
+        activation = activation_of(change["new"])
+        strongest = int(activation[0].flatten(1).mean(1).argmax())
+        channel_control.max = activation.shape[1] - 1
+        channel_control.value = strongest
+    layer_control.observe(update, names="value")
+
+
 def class_picker(predictions):
     """Dropdown over [(label, probability), ...] (e.g. ``top_k(model, x, 10)``); value = label."""
     options = [(f"{label} ({p:.2f})", label) for label, p in predictions]
