@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .downloads import download
-from .hooks import layer_outputs, model_guard
+from .hooks import layer_outputs, model_guard, resolve_layer
 from .images import ImageError, image_batch, load_image
 from .optimize import optimize_image, white_noise_like
 
@@ -170,12 +170,12 @@ def synthesise_texture(model, source, layers=None, steps=100, weights=None, init
     One texture per call (``single_image``): loop over several sources.
     """
     source = single_image(source, model, "source")
+    init = single_image(init, model, "init") if init is not None else None
     layers = list(layers or texture_layers(model))
     reference = source_grams(model, source, layers)
     low, high = model.spec.valid_range(source.device)
     if init is None:
         init = white_noise_like(source, low, high, noise, generator=torch.Generator().manual_seed(seed))
-    init = single_image(init, model, "init")
 
     def loss_fn(x):
         return texture_loss(model, x, reference, weights)
@@ -199,12 +199,8 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
     style = single_image(style, model, "style")
     content_at = content_at or content_layer(model)
     style_at = list(style_at or style_layers(model))
-    if style.shape[-2:] != content.shape[-2:]:
-        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
-                                          align_corners=False, antialias=True)
-    style_grams = source_grams(model, style, style_at)
-    with torch.no_grad(), model_guard(model, freeze=True):
-        content_features = layer_outputs(model, content, [content_at])[content_at]
+    for layer in style_at + [content_at]:
+        resolve_layer(model, layer)              # a clear error for a wrong name, before any work
     low, high = model.spec.valid_range(content.device)
     if isinstance(init, torch.Tensor):
         start = single_image(init, model, "init")
@@ -217,6 +213,12 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
         start = content
     else:
         raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
+    if style.shape[-2:] != content.shape[-2:]:
+        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
+                                          align_corners=False, antialias=True)
+    style_grams = source_grams(model, style, style_at)
+    with torch.no_grad(), model_guard(model, freeze=True):
+        content_features = layer_outputs(model, content, [content_at])[content_at]
 
     def loss_fn(x):
         return style_transfer_loss(model, x, content_features, content_at, style_grams, ratio, tv_weight)
