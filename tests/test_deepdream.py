@@ -29,7 +29,7 @@ def test_step_moves_pixels_by_step_size_on_average():
     model = tiny_model()
     rgb = 0.4 + 0.2 * torch.rand(2, 3, 16, 16)          # far from 0 and 1: nothing clipped
     rgb[1] *= 0.5                                         # a second image, other gradients
-    new = dd.dream_octave(model, rgb, "dream", steps=1, step_size=0.01, jitter=0, progress=False)
+    new = dd.dream_octave(model, rgb, "dream", steps=1, step_size=0.01, jitter=0, progress=False).image
     moved = (new - rgb).abs().flatten(1).mean(1)
     assert torch.allclose(moved, torch.full((2,), 0.01), atol=1e-6)   # x += η·g/mean|g|, per image
     # and the step goes uphill: the objective grew

@@ -73,6 +73,20 @@ def test_pointing_game_with_and_without_tolerance():
     assert E.pointing_hit(saliency, [(0, 0, 5, 5), (35, 45, 45, 55)], tolerance=0)  # any box
 
 
+def test_pointing_tolerance_in_the_photos_pixels():
+    """Zhang et al.'s 15 px are pixels of the photo: a 10×10 map of a 100×300 photo (H×W)
+    has cells of 10×30 photo pixels, so 15 px is half a cell down and a sixth across."""
+    saliency = np.zeros((10, 10))
+    saliency[2, 7] = 1.0                                # photo pixel (25, 225): y = 2.5·10, x = 7.5·30
+    photo = (100, 300)
+    assert E.pointing_hit(saliency, [(235, 20, 260, 40)], 15, photo_shape=photo)      # 10 px right
+    assert not E.pointing_hit(saliency, [(245, 20, 260, 40)], 15, photo_shape=photo)  # 20 px right
+    assert E.pointing_hit(saliency, [(200, 37, 260, 60)], 15, photo_shape=photo)      # 12 px down
+    assert not E.pointing_hit(saliency, [(200, 45, 260, 60)], 15, photo_shape=photo)  # 20 px down
+    # the same 20 px to the right, read in map pixels, would have been a hit
+    assert E.pointing_hit(saliency, [(245 / 30, 20 / 10, 260 / 30, 40 / 10)], 15)
+
+
 def test_composed_scene_puts_the_object_in_its_box():
     obj = Image.new("RGB", (50, 50), (255, 0, 0))
     background = Image.new("RGB", (300, 300), (0, 0, 255))

@@ -1,10 +1,14 @@
 """CNN-Fixations: every rule against values worked out by hand, the whole walk on tiny
 networks built by hand, no gradients, determinism, and the bundled model on the cat."""
+import io
 import json
+import time
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 
 from utils import fixations as F
@@ -231,3 +235,50 @@ def test_outliers_map_and_errors(lite):
         F.backtrack(lite, lite.spec.preprocess("cat"), 1000)
     with pytest.raises(ValueError, match="one image"):
         F.backtrack(lite, torch.zeros(2, 3, 224, 224), 0)
+
+
+# ------------------------------------------------------------------ photos, sizes, speed
+
+def test_a_large_photos_map_is_fast_and_equals_the_full_size_blur():
+    rng = np.random.default_rng(0)
+    points = [(int(y), int(x)) for y, x in zip(rng.normal(1500, 300, 300).clip(0, 2999),
+                                               rng.normal(2000, 400, 300).clip(0, 3999))]
+    start = time.perf_counter()
+    kept, heat = F.fixation_heatmap(points, (3000, 4000))      # σ = 268 px
+    assert time.perf_counter() - start < 3.0                    # was ~15 s at full size
+    assert heat.shape == (3000, 4000) and heat.max() == 1.0 and len(kept) > 250
+    # on a moderate size, the grid's map against the full-size blur: within 3 % of the peak
+    points = [(int(y), int(x)) for y, x in zip(rng.uniform(0, 600, 40), rng.uniform(0, 800, 40))]
+    fast, exact = F.fixation_map(points, (600, 800)), F.fixation_map(points, (600, 800), grid=None)
+    assert np.abs(fast - exact).max() < 0.03
+    small = [(50, 60), (100, 30)]                               # at most 256 px: exactly as before
+    assert np.array_equal(F.fixation_map(small, (224, 224)), F.fixation_map(small, (224, 224), grid=None))
+
+
+def test_a_bundled_name_works_and_multi_crop_says_when_no_crop_predicts(lite):
+    by_name, label = F.cnn_fixations(lite, "cat")
+    assert label == 285 and by_name == F.cnn_fixations(lite, load_image("cat"))[0]
+    with pytest.warns(UserWarning, match="No crop predicts class 0"):
+        points, label = F.cnn_fixations(lite, "cat", target=0, multi_crop=True)   # a tench
+    assert points == [] and label == 0
+
+
+@pytest.mark.parametrize("orientation, stored", [(6, Image.Transpose.ROTATE_90),
+                                                 (8, Image.Transpose.ROTATE_270)],
+                         ids=["exif-6", "exif-8"])
+def test_points_lie_in_the_upright_photo_at_an_odd_aspect_ratio(lite, orientation, stored):
+    upright = load_image("cat").resize((300, 120))              # W × H = 300 × 120
+    exif = Image.Exif()
+    exif[0x0112] = orientation                                  # "rotate me to view"
+    data = io.BytesIO()
+    upright.transpose(stored).save(data, format="PNG", exif=exif.tobytes())
+    phone = Image.open(io.BytesIO(data.getvalue()))
+    assert phone.size == (120, 300)                             # stored on its side
+    points, _ = F.cnn_fixations(lite, phone)
+    assert points and all(0 <= y < 120 and 0 <= x < 300 for y, x in points)
+    assert points == F.cnn_fixations(lite, upright)[0]          # the same as the upright photo
+    explorer = F.FixationExplorer(lite)
+    assert explorer.points(phone) == points
+    if orientation == 6:                                        # the five crops, once
+        crops, _ = F.cnn_fixations(lite, phone, multi_crop=True)
+        assert crops and all(0 <= y < 120 and 0 <= x < 300 for y, x in crops)

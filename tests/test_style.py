@@ -8,6 +8,7 @@ from torch import nn
 
 from utils import style
 from utils.hooks import capture_activations, count_hooks
+from utils.images import ImageError
 from utils.models import REGISTRY, load_model
 from utils.optimize import optimize_image, white_noise_like
 
@@ -252,3 +253,25 @@ def test_style_image_falls_back_offline_and_uses_the_painting_online(tmp_path, m
                         dict(style.PAINTINGS["starry_night"], url=painting.as_uri()))
     image = style.style_image("test_painting", tmp_path / "cache")
     assert image.size == (64, 48) and image.getpixel((0, 0)) == (10, 20, 200)
+
+
+def test_a_batch_is_refused_instead_of_changing_one_image(lite, brick):
+    """A batch of two used to give one result per image, silently coupled by L-BFGS (or
+    blended styles): each method now makes one image per call and says so."""
+    two = brick.repeat(2, 1, 1, 1)
+    calls = []
+    handle = lite.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(ImageError, match=r"source is a batch of 2 images; pass one image"):
+            style.synthesise_texture(lite, two, steps=1, progress=False)
+        with pytest.raises(ImageError, match=r"init is a batch of 2 images"):
+            style.synthesise_texture(lite, brick, steps=1, init=two, progress=False)
+        with pytest.raises(ImageError, match=r"content is a batch of 2 images"):
+            style.transfer_style(lite, two, brick, steps=1, progress=False)
+        with pytest.raises(ImageError, match=r"style is a batch of 2 images"):
+            style.transfer_style(lite, brick, two, steps=1, progress=False)
+        with pytest.raises(ImageError, match=r"must be the content's"):
+            style.transfer_style(lite, brick, brick, steps=1, init=brick[..., :32], progress=False)
+    finally:
+        handle.remove()
+    assert calls == []                                  # refused before any forward pass

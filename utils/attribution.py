@@ -49,9 +49,11 @@ def class_scores(model, x, target=None):
     """S_c(x) for each image: the unnormalised score (logit) of its target class, shape (N,).
 
     ``target`` is checked before the forward pass (see ``utils.targets``); None = top-1.
+    The pass runs in eval mode (``model_guard``), whatever mode the model is in.
     """
     targets = check_target(model, target, x.shape[0])
-    logits = model(x)
+    with model_guard(model):
+        logits = model(x)
     return logits.gather(1, choose_target(targets, logits)[:, None])[:, 0]
 
 
@@ -160,6 +162,7 @@ def count_functional_relus(model, x):
     Module hooks (and so guided backprop and the deconvnet rule) miss these. 0 means every
     ReLU is a module; torchvision's GoogLeNet gives 57 (one per BasicConv2d).
     """
+    x = image_batch(x, model)
     module_calls = []
     with model_guard(model), forward_hooks(relu_modules(model), lambda *_: module_calls.append(1)), \
             _ReluCounter() as counter:
@@ -210,7 +213,8 @@ def smoothgrad(model, x, target=None, samples=50, noise=0.15, batch_size=16, rul
     (the paper's 10-20 %), not an absolute standard deviation. The n noisy copies of one image
     go through the network ``batch_size`` at a time; every image draws its noise from a
     generator seeded with ``seed``, so a batch gives the per-image results. Returns the mean gradient (N×3×H×W);
-    show it with ``.abs().amax(1)`` like a saliency map.
+    show it with ``.abs().amax(1)`` like a saliency map. An interrupt (■) is re-raised
+    (images would have different sample counts), the model left as found.
     """
     x = image_batch(x, model)
     targets = predicted_target(model, x, target)      # None: the clean image's top-1
@@ -238,7 +242,8 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=64, batch_s
     ``baseline`` x' defaults to zeros (in normalised space: the mean colour); pass
     ``spec.valid_range()[0]`` for the paper's black image. Completeness: Σ_i IG_i ≈
     S_c(x) - S_c(x'); check it with ``completeness`` and raise ``steps`` if it is off by more
-    than a few per cent (the paper: 20-300 steps). The m path points are batched.
+    than a few per cent (the paper: 20-300 steps). The m path points are batched. An
+    interrupt (■) is re-raised (part of the path is no integral), the model left as found.
     """
     x = image_batch(x, model)
     targets = predicted_target(model, x, target)
@@ -256,6 +261,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=64, batch_s
 @torch.no_grad()
 def completeness(model, x, target, attributions, baseline=None):
     """(Σ attributions, S_c(x) - S_c(x')) per image: Integrated Gradients' completeness check."""
+    x = image_batch(x, model)
     baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).to(x)
     with model_guard(model):
         gap = class_scores(model, x, target) - class_scores(model, baseline, target)

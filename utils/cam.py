@@ -27,7 +27,7 @@ from torch import nn
 from .attribution import guided_backprop
 from .env import progress_bar
 from .hooks import capture_activations, graph_from_layers, model_guard, model_spec, resolve_layer
-from .images import image_batch
+from .images import image_batch, one_image
 from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
 from .plotting import show_heatmap, show_map, to_numpy_image
 from .targets import check_target, choose_target
@@ -226,6 +226,7 @@ def score_cam(model, x, target=None, layer="last_conv", channels=None, batch_siz
     ``channels=k`` keeps only the k channels with the largest mean activation, an
     approximation that trades faithfulness for k instead of K forward passes.
     The paper's baseline subtraction f(x_b) is left out, as in the authors' code.
+    An interrupt (■) is re-raised (a partial sum means nothing), the model left as found.
     """
     x = image_batch(x, model)
     targets = check_target(model, target, x.shape[0])
@@ -265,8 +266,7 @@ class CamExplorer:
     """
 
     def __init__(self, model, x, layers=None, top=10, classifier="classifier"):
-        if x.dim() != 4 or x.shape[0] != 1:
-            raise ValueError("CamExplorer takes one image (1×3×H×W).")
+        x = one_image(x, model)
         layers = list(layers) if layers is not None else list(model.spec.layer("stages"))
         if model.spec.layer("last_conv") not in layers:       # CAM's layer is always cached
             layers.append(model.spec.layer("last_conv"))

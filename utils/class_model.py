@@ -23,7 +23,7 @@ import torch
 from .env import progress_bar
 from .attribution import class_scores
 from .hooks import model_guard
-from .images import blur
+from .images import blur, image_batch
 from .models import valid_range as model_valid_range
 from .targets import check_target, predicted_target
 
@@ -36,8 +36,10 @@ def class_model(model, target, size=224, steps=200, lr=25.0, l2=1e-3, jitter=16,
     ``target``: a class (int or label) or a list of classes, one image each (None: the top-1
     class of ``init``). ``valid_range`` is the (low, high) pair of normalised black and white
     (default: ``utils.models.valid_range(model)``). ``init`` defaults to small random noise.
+    Interrupting (■) stops within one step and returns the images of the last full step.
     """
     device = next(model.parameters()).device
+    init = image_batch(init, model) if init is not None else None
     n = init.shape[0] if init is not None else max(len(target) if np.ndim(target) == 1 else 1, 1)
     t = check_target(model, target, n) if target is not None else None
     low, high = valid_range if valid_range is not None else model_valid_range(model, device)
@@ -48,15 +50,19 @@ def class_model(model, target, size=224, steps=200, lr=25.0, l2=1e-3, jitter=16,
     with model_guard(model, freeze=True):
         if t is None:
             t = predicted_target(model, img, None)
-        for step in progress_bar(range(steps), progress, "class model"):
-            dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
-            img = img.roll((dy, dx), dims=(2, 3)).detach().requires_grad_(True)
-            with torch.enable_grad():
-                objective = class_scores(model, img, t) - l2 * img.pow(2).flatten(1).sum(1)
-                (grad,) = torch.autograd.grad(objective.sum(), img)
-            norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            img = (img.detach() + lr * grad / norm).roll((-dy, -dx), dims=(2, 3))
-            img = torch.max(torch.min(img, high), low)
-            if blur_every and (step + 1) % blur_every == 0:
-                img = blur(img, blur_sigma)
+        try:
+            for step in progress_bar(range(steps), progress, "class model"):
+                dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
+                rolled = img.roll((dy, dx), dims=(2, 3)).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    objective = class_scores(model, rolled, t) - l2 * rolled.pow(2).flatten(1).sum(1)
+                    (grad,) = torch.autograd.grad(objective.sum(), rolled)
+                norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                new = (rolled.detach() + lr * grad / norm).roll((-dy, -dx), dims=(2, 3))
+                new = torch.max(torch.min(new, high), low)
+                if blur_every and (step + 1) % blur_every == 0:
+                    new = blur(new, blur_sigma)
+                img = new                       # only a finished step replaces the image
+        except KeyboardInterrupt:
+            print(f"Interrupted after {step} of {steps} steps: returning the image so far.")
     return img.detach()

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attribution import backward_rule
-from .hooks import capture_activations, model_guard, resolve_layer
+from .hooks import capture_activations, check_channel, model_guard, resolve_layer
+from .images import image_batch
 from .localize import mask_box
 
 SWITCH_LAYERS = (nn.Conv2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.Dropout)
@@ -124,6 +125,7 @@ def project_with_switches(model, x, layer, channel, position=None):
     Returns (projection N×3×H×W, positions [(y, x)] per image). The strongest activation of
     ``channel`` in each image is projected unless ``position`` (y, x) is given.
     """
+    x = image_batch(x, model)
     chain = switch_chain(model, layer)
     with model_guard(model):
         outs = []
@@ -137,6 +139,7 @@ def project_with_switches(model, x, layer, channel, position=None):
                     switches.append(idx)
                 else:
                     h = m(h)
+            channel = check_channel(h, channel, layer, position)
             pos = pick_position(h[0], channel, position)
             r = project_down(chain, sizes, switches, keep_one(h[0], channel, pos)[None])
             outs.append((r, pos))
@@ -151,15 +154,14 @@ def project_with_rule(model, x, layer, channel, position=None, rule="deconvnet")
     itself (all others zero), so the result has the same scale as ``project_with_switches``.
     Returns (projection N×3×H×W, positions [(y, x)] per image).
     """
+    x = image_batch(x, model)
     module = resolve_layer(model, layer)
     with backward_rule(model, rule):
         x = x.detach().clone().requires_grad_(True)
         with torch.enable_grad(), capture_activations(model, [module], detach=False) as acts:
             model(x)
             act = acts[module]
-            if act.dim() != 4 or not 0 <= channel < act.shape[1]:
-                raise IndexError(f"Layer {layer!r} has output shape {tuple(act.shape)}; "
-                                 f"channel {channel} is not one of its 0..{act.shape[1] - 1} maps.")
+            channel = check_channel(act, channel, layer, position)
             positions = [pick_position(a, channel, position) for a in act.detach()]
             seed = torch.stack([keep_one(a, channel, p) for a, p in zip(act.detach(), positions)])
             act.backward(seed)
@@ -180,9 +182,11 @@ def top_activations(model, x, layer, channels, k=9):
     """For each channel of ``layer``: the k images with the strongest activation, as
     [(image index, (y, x), value), ...] sorted strongest first (one entry per image, like the
     paper's top-9 taken over distinct validation images)."""
+    x = image_batch(x, model)
     with model_guard(model), capture_activations(model, [layer]) as acts:
         model(x)
     act = acts[layer]
+    channels = [check_channel(act, c, layer) for c in channels]
     result = {}
     for c in channels:
         flat = act[:, c].flatten(1)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .hooks import layer_outputs, model_guard, resolve_layer
+from .images import image_batch
 from .optimize import optimize_image
 
 STEP_SIZE = 1.5 / 255       # google/deepdream's step_size=1.5 on 0–255 images
@@ -110,14 +111,14 @@ def jittered_loss(model, layer, objective=l2_objective, jitter=JITTER, generator
 
 def dream_octave(model, rgb, layer, steps, objective=l2_objective, step_size=STEP_SIZE,
                  jitter=JITTER, generator=None, progress=True, description="dreaming"):
-    """``steps`` DeepDream steps on RGB images in [0, 1] (N×3×H×W); returns the new images.
+    """``steps`` DeepDream steps on RGB images in [0, 1] (N×3×H×W); returns the
+    ``OptimResult`` (``.image``: the new images; ``.stopped``: interrupted).
 
         repeat:  g = ∇ objective(a_L(roll(x)));  x ← clip(x + η·g/mean|g|, 0, 1)
     """
-    run = optimize_image(jittered_loss(model, layer, objective, jitter, generator), rgb, steps,
-                         low=0.0, high=1.0, model=model, optimizer=NormalizedStep,
-                         lr=step_size, keep="last", progress=progress, description=description)
-    return run.image
+    return optimize_image(jittered_loss(model, layer, objective, jitter, generator), rgb, steps,
+                          low=0.0, high=1.0, model=model, optimizer=NormalizedStep,
+                          lr=step_size, keep="last", progress=progress, description=description)
 
 
 def _resize(rgb, size):
@@ -135,8 +136,12 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
     ``guide``: an optional normalised guide image (1×3×h×w) for a guided dream.
     ``return_octaves=True`` also returns the RGB result at the end of each octave.
     The model is left exactly as found (``model_guard``), the run is repeatable (``seed``).
+    Interrupting (■) stops within one step and returns the dream so far: no further octave
+    runs, and the detail added until then is carried up to the full size.
     """
     spec = model.spec
+    x = image_batch(x, model)
+    guide = image_batch(guide, model) if guide is not None else None
     resolve_layer(model, layer)                  # fail early, with a clear message
     generator = torch.Generator().manual_seed(seed)
     base = spec.denormalize(x.detach()).clamp(0, 1)
@@ -151,16 +156,23 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
         for k, size in enumerate(sizes):
             octave_base = _resize(base, size)
             detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
-            image = dream_octave(model, (octave_base + detail).clamp(0, 1), layer, steps,
-                                 objective, step_size, min(jitter, max(size) // 2), generator,
-                                 progress, f"octave {k + 1}/{len(sizes)}")
+            run = dream_octave(model, (octave_base + detail).clamp(0, 1), layer, steps,
+                               objective, step_size, min(jitter, max(size) // 2), generator,
+                               progress, f"octave {k + 1}/{len(sizes)}")
+            image = run.image
             detail = image - octave_base
             per_octave.append(image)
-    out = spec.normalize(per_octave[-1])
+            if run.stopped:                      # interrupted: no more octaves
+                break
+    if image.shape[-2:] != base.shape[-2:]:      # stopped early: the detail so far, full size
+        image = (base + F.interpolate(detail, size=sizes[-1], mode="bilinear",
+                                      align_corners=False)).clamp(0, 1)
+    out = spec.normalize(image)
     return (out, per_octave) if return_octaves else out
 
 
 def activation_norm(model, x, layer):
     """‖a_L(x)‖ per image, to check that dreaming made the layer fire more."""
+    x = image_batch(x, model)
     with torch.no_grad(), model_guard(model):
         return layer_outputs(model, x, layer)[layer].flatten(1).norm(dim=1)

@@ -6,10 +6,14 @@
   area is better). Deleted pixels take the mean colour (0 in normalised input); insertion
   starts from a Gaussian blur (kernel 11, σ = 5). AUC = (Σ p − p₀/2 − p_n/2) / n.
 * Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", ECCV
-  2016): a hit when the map's maximum lies inside the object's box, with 15 px tolerance.
+  2016): a hit when the map's maximum lies inside the object's box, with 15 px tolerance
+  in the photo's own pixels (pass ``photo_shape``; boxes are then photo pixels too).
 * Sanity checks (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): randomise
   the weights from the logits down, layer by layer (cascading); a map that does not change
   (high Spearman rank correlation with the original) does not explain *this* model.
+
+Coordinates (utils/README.md): maps are H×W arrays indexed [y, x]; points are (y, x);
+boxes are (x0, y0, x1, y1), x1 and y1 exclusive; sizes and shapes are (H, W).
 """
 import copy
 
@@ -20,7 +24,8 @@ from scipy.stats import spearmanr
 from . import attribution, cam, fixations, occlusion
 from .env import progress_bar
 from .hooks import model_guard
-from .images import blur, image_batch
+from .images import blur, one_image
+from .localize import check_boxes
 from .targets import check_target, choose_target
 
 
@@ -51,11 +56,12 @@ def deletion_insertion(model, x, saliency, target=None, mode="deletion", pixels_
     ``x``: one normalised image 1×3×H×W; ``saliency``: H×W map (higher = more important);
     ``target``: the class whose probability is tracked (None: the predicted class).
     Returns (curve, auc); curve[0] is the untouched (deletion) or blurred (insertion) image.
-    The step images are built and classified in batches.
+    The step images are built and classified in batches. An interrupt (■) is re-raised (a
+    partial curve has no AUC), the model left as found.
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError("mode is 'deletion' or 'insertion'")
-    x = one_image(model, x)
+    x = one_image(x, model)
     targets = check_target(model, target, 1)
     _, _, h, w = x.shape
     if tuple(np.shape(saliency)) != (h, w):
@@ -87,12 +93,23 @@ def peak(saliency):
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(values)), values.shape))
 
 
-def pointing_hit(saliency, boxes, tolerance=15):
+def pointing_hit(saliency, boxes, tolerance=15, photo_shape=None):
     """True if the map's maximum is within ``tolerance`` px of one of the boxes.
 
-    Boxes are (x0, y0, x1, y1) in the map's pixel coordinates.
+    ``boxes``: a list of (x0, y0, x1, y1), or one box. Without ``photo_shape`` the boxes
+    and the tolerance are in the map's pixels. With ``photo_shape`` = (H, W) of the photo
+    that the map's image was resized from, they are in the photo's own pixels, as in Zhang
+    et al.: the maximum is carried to the photo first (``fixations.to_image_coordinates``).
     """
-    y, x = peak(saliency)
+    values = saliency.detach().cpu().numpy() if torch.is_tensor(saliency) else np.asarray(saliency)
+    if values.ndim != 2:
+        raise ValueError(f"pointing_hit takes one H×W map, not shape {values.shape}: pass "
+                         "maps[i] for image i of a batch.")
+    boxes = check_boxes(boxes)
+    y, x = peak(values)
+    if photo_shape is not None:
+        (h, w), (height, width) = values.shape, photo_shape
+        [(y, x)] = fixations.to_image_coordinates([(y, x)], (h, w), (width, height))
     for x0, y0, x1, y1 in boxes:
         dx = max(x0 - x, 0, x - x1)
         dy = max(y0 - y, 0, y - y1)
@@ -157,15 +174,6 @@ def rank_correlation(a, b, absolute=True):
 
 # ------------------------------------------------------------------- the methods compared
 
-def one_image(model, x):
-    """``x`` checked to be a single image 1×3×H×W: these scores are defined per image."""
-    x = image_batch(x, model)
-    if x.shape[0] != 1:
-        raise ValueError(f"Got a batch of {x.shape[0]} images; this score takes one image "
-                         "(1×3×H×W): call it once per image, e.g. with x[i:i + 1].")
-    return x
-
-
 # Every method of the comparison, called with its own target convention; ``fast`` lowers
 # the sample counts. name: (function, options in default mode, options in fast mode)
 EXPLANATIONS = {
@@ -207,7 +215,7 @@ def explanation_map(method, model, x, target=None, fast=False):
     """One method's map for one image ``x`` (1×3×H×W) and class: an H×W array."""
     if method not in EXPLANATIONS:
         raise KeyError(f"Unknown method {method!r}; choose one of {METHODS}.")
-    x = one_image(model, x)
+    x = one_image(x, model)
     function, default, quick = EXPLANATIONS[method]
     result = function(model, x, target, **(quick if fast else default))
     return pixel_map(result, tuple(x.shape[-2:]))

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .hooks import capture_activations, resolve_layer
+from .hooks import capture_activations, model_guard, resolve_layer
+from .images import ImageError, image_batch
 
 
 def first_layer_filters(model):
@@ -42,9 +43,11 @@ def filter_norms(weights):
 
 @torch.no_grad()
 def stage_activations(model, x):
-    """One forward pass; {stage module path: activation (N×C×h×w)} for the ``stages`` role."""
+    """One forward pass (eval mode); {stage module path: activation (N×C×h×w)} for the
+    ``stages`` role."""
+    x = image_batch(x, model)
     stages = model.spec.layer("stages")
-    with capture_activations(model, stages) as acts:
+    with model_guard(model), capture_activations(model, stages) as acts:
         model(x)
     return {name: acts[name] for name in stages}
 
@@ -84,13 +87,19 @@ def variants(image):
 
 @torch.no_grad()
 def embed(model, images, batch_size=16):
-    """Last-hidden-layer vectors (role ``penultimate``), one row per image, batched."""
+    """Last-hidden-layer vectors (role ``penultimate``), one row per image, batched.
+
+    ``images``: a list of pictures (anything ``load_image`` reads), not a tensor.
+    """
+    if not isinstance(images, (list, tuple)):
+        raise ImageError(f"embed takes a list of images (PIL images, paths, names), not a "
+                         f"{type(images).__name__}: for one image pass [image].")
     device = next(model.parameters()).device
     layer = model.spec.layer("penultimate")
     rows = []
     for start in range(0, len(images), batch_size):
         batch = torch.cat([model.spec.preprocess(im) for im in images[start:start + batch_size]])
-        with capture_activations(model, layer) as acts:
+        with model_guard(model), capture_activations(model, layer) as acts:
             model(batch.to(device))
         rows.append(acts[layer].flatten(1).cpu())
     return torch.cat(rows)

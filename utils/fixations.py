@@ -29,8 +29,15 @@ graph of any torchvision-style CNN instead of one hand-written path per network:
 Points are de-duplicated after every layer (they are sets). At the input, points are pixel
 positions; outliers are dropped (a point needs more than 5% of all points within 0.1 ×
 the image diagonal) and a Gaussian blur (σ = 20 px at 224 px) turns them into a map.
+
+Coordinates (as everywhere in ``utils``, see utils/README.md): a point is (y, x), row then
+column, in whole pixels. ``backtrack`` returns points of the network input (S×S, the whole
+photo resized); ``cnn_fixations`` and ``FixationExplorer`` return points of the upright
+photo (``to_image_coordinates``). Sizes are (H, W), like array shapes; only PIL's
+``image.size`` is (W, H).
 """
 import math
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -41,7 +48,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from .hooks import model_guard
-from .images import load_image
+from .images import load_image, one_image
 from .targets import check_target, choose_target
 
 ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.BatchNorm1d, nn.Dropout,
@@ -227,8 +234,7 @@ def record_forward(model, x, graph=None):
 
     Eval mode, no gradients. A widget that changes only the class reuses the result.
     """
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"CNN-Fixations takes one image of shape 1×3×H×W, not {tuple(x.shape)}.")
+    x = one_image(x, model)
     with model_guard(model):
         gm = graph if graph is not None else trace(model)
         return gm, record(gm, x)
@@ -242,6 +248,7 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False):
     also returns {layer name: (points, input shape)} for every conv, pool and linear layer
     on the way, the points as they reach that layer's input.
     """
+    x = one_image(x, model)
     targets = check_target(model, target, 1)
     gm, values = recorded or record_forward(model, x)
     output = _output_node(gm)
@@ -340,15 +347,31 @@ def fixation_heatmap(points, size, sigma_at_224=20):
     return kept, fixation_map(kept, size, sigma_at_224 * min(size) / 224)
 
 
-def fixation_map(points, size, sigma=None):
-    """Impulses at the points, blurred by a Gaussian (σ = 20 px at 224, scaled), in [0, 1]."""
+MAP_GRID = 256      # a map is computed on a grid with at most this many px on its shorter side
+
+
+def fixation_map(points, size, sigma=None, grid=MAP_GRID):
+    """Impulses at the points, blurred by a Gaussian (σ = 20 px at 224, scaled), in [0, 1].
+
+    ``size`` = (H, W). A photo larger than ``grid`` px (shorter side) is blurred on a grid of
+    that size, with σ scaled alike, and the result upsampled bilinearly: σ is then at least
+    ~20 grid cells, so the map stays within a few per cent of the full-size blur while a
+    4000×3000 photo takes a fraction of a second instead of many. ``grid=None``: full size.
+    """
     h, w = size
     sigma = sigma if sigma is not None else 20 * min(h, w) / 224
-    impulses = np.zeros((h, w), dtype=np.float64)
-    for y, x in points:
-        impulses[min(int(y), h - 1), min(int(x), w - 1)] += 1
-    blurred = gaussian_filter(impulses, sigma, mode="constant")
-    return blurred / blurred.max() if blurred.max() > 0 else blurred
+    scale = max(1.0, min(h, w) / grid) if grid else 1.0
+    gh, gw = max(1, round(h / scale)), max(1, round(w / scale))
+    sy, sx = h / gh, w / gw                      # photo pixels per grid cell
+    impulses = np.zeros((gh, gw), dtype=np.float64)
+    for y, x in points:                          # the cell holding each point's centre
+        impulses[min(int((y + 0.5) / sy), gh - 1), min(int((x + 0.5) / sx), gw - 1)] += 1
+    blurred = gaussian_filter(impulses, (sigma / sy, sigma / sx), mode="constant")
+    if (gh, gw) != (h, w):
+        blurred = torch.nn.functional.interpolate(torch.from_numpy(blurred)[None, None], size=(h, w),
+                                                  mode="bilinear", align_corners=False)[0, 0].numpy()
+    top = blurred.max()
+    return blurred / top if top > 0 else blurred
 
 
 def five_crops(image, size=224, resize=256):
@@ -364,7 +387,8 @@ def five_crops(image, size=224, resize=256):
 
 
 def to_image_coordinates(points, input_size, image_size):
-    """(y, x) in the network input (S×S, the whole image resized) -> pixels of the image."""
+    """(y, x) in the network input (``input_size`` = (S, S), the whole image resized) ->
+    (y, x) pixels of the image; ``image_size`` is PIL's ``image.size``, i.e. (W, H)."""
     (h_in, w_in), (w, h) = input_size, image_size
     return [(int((y + 0.5) * h / h_in), int((x + 0.5) * w / w_in)) for y, x in points]
 
@@ -375,7 +399,10 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     ``multi_crop=False``: the whole image resized to the input size (as everywhere in this
     collection). ``multi_crop=True``: the official code's five crops (corners and centre of
     the image scaled to 256 px): the label is the argmax of the mean probability (or
-    ``target``), and every crop that predicts it is backtracked; the union is returned.
+    ``target``), and every crop that predicts it is backtracked; the union is returned. If
+    no crop predicts it, a warning says so and no points come back.
+    ``image`` is anything ``load_image`` reads (a bundled name, a path, a PIL image...);
+    points are (y, x) pixels of the upright photo (EXIF rotation applied).
     """
     spec = model.spec
     device = next(model.parameters()).device
@@ -399,6 +426,10 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
             recorded = record_forward(model, x[None], graph)
             points |= {(int((y + oy) / scale), int((x_ + ox) / scale))
                        for y, x_ in backtrack(model, x[None], target, recorded)}
+    if not points:
+        warnings.warn(f"No crop predicts class {target} ({spec.labels[target]!r}), so no crop "
+                      "was backtracked and there are no fixations. Use multi_crop=False, or "
+                      "another target.", stacklevel=2)
     return sorted(points), target
 
 
@@ -409,13 +440,15 @@ class FixationExplorer:
         self.model, self.image = model, None
 
     def points(self, image, target=None):
-        """Fixations of ``target`` on ``image`` (a PIL image), in the image's own pixels."""
+        """Fixations of ``target`` on ``image`` (anything ``load_image`` reads), in the
+        pixels of the upright photo."""
         if image is not self.image:
             device = next(self.model.parameters()).device
-            self.image, self.x = image, self.model.spec.preprocess(image, device=device)
+            self.image, self.photo = image, load_image(image)
+            self.x = self.model.spec.preprocess(self.photo, device=device)
             self.recorded = record_forward(self.model, self.x)
         points = backtrack(self.model, self.x, target, self.recorded)
-        return to_image_coordinates(points, self.x.shape[2:], image.size)
+        return to_image_coordinates(points, self.x.shape[2:], self.photo.size)
 
 
 def _output_node(gm):

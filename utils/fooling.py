@@ -24,6 +24,7 @@ def fool(model, x, target, step=0.5 / 255, epsilon=8 / 255, max_steps=100, valid
 
     info: ``"success"`` (N bools), ``"steps"`` (N ints), ``"linf"`` (N floats: max |change| as
     a fraction of the pixel range), ``"pred"`` (N predicted classes at the end).
+    Interrupting (■) stops within one step and returns the images so far.
     """
     x = image_batch(x, model)
     n = x.shape[0]
@@ -34,20 +35,23 @@ def fool(model, x, target, step=0.5 / 255, epsilon=8 / 255, max_steps=100, valid
     adv = x.detach().clone()
     steps = torch.zeros(n, dtype=torch.long)
     with model_guard(model, freeze=True):
-        for _ in progress_bar(range(max_steps + 1), progress, "fooling"):
-            adv.requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(adv)
-                loss = F.cross_entropy(logits, t, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, adv)
-            active = (logits.argmax(1) != t).detach()
-            if not active.any() or int(steps.max()) >= max_steps:
-                break
-            move = (step * scale * grad.sign()) * active.view(-1, 1, 1, 1)
-            adv = adv.detach() - move
-            adv = x + torch.max(torch.min(adv - x, epsilon * scale), -epsilon * scale)
-            adv = torch.max(torch.min(adv, high), low)
-            steps += active.cpu().long()
+        try:
+            for _ in progress_bar(range(max_steps + 1), progress, "fooling"):
+                adv.requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(adv)
+                    loss = F.cross_entropy(logits, t, reduction="sum")
+                    (grad,) = torch.autograd.grad(loss, adv)
+                active = (logits.argmax(1) != t).detach()
+                if not active.any() or int(steps.max()) >= max_steps:
+                    break
+                move = (step * scale * grad.sign()) * active.view(-1, 1, 1, 1)
+                new = adv.detach() - move
+                new = x + torch.max(torch.min(new - x, epsilon * scale), -epsilon * scale)
+                adv = torch.max(torch.min(new, high), low)     # only a finished step counts
+                steps += active.cpu().long()
+        except KeyboardInterrupt:
+            print(f"Interrupted after {int(steps.max())} steps: returning the images so far.")
     adv = adv.detach()
     with torch.no_grad(), model_guard(model):
         pred = model(adv).argmax(1)

@@ -10,6 +10,7 @@ a ``with`` block and is removed when the block ends, also when the body raises.
 
 Layers are named by role (see ``utils.models``) or by module path ("features.3").
 """
+import operator
 from contextlib import ExitStack, contextmanager
 from difflib import get_close_matches
 
@@ -48,6 +49,35 @@ def resolve_layer(model, name):
         raise KeyError(f"No layer {name!r} in this {type(model).__name__}.{hint} "
                        f"Roles: {roles}. Module paths: print([n for n, _ in "
                        "model.named_modules()]).") from None
+
+
+class ChannelError(IndexError):
+    """A channel (feature map) or unit position that the layer does not have."""
+
+
+def check_channel(output, channel, layer, position=None):
+    """``channel`` (and a unit ``position`` (y, x)) checked against a layer's output N×C×h×w.
+
+    Raises a ``ChannelError`` that names the valid range instead of torch's bare
+    "index out of bounds", or a ``ValueError`` for a layer without feature maps.
+    """
+    if output.dim() != 4:
+        raise ValueError(f"Layer {layer!r} gives no feature maps (output shape "
+                         f"{tuple(output.shape)}): pick a convolutional layer.")
+    _, channels, h, w = output.shape
+    try:
+        index = None if isinstance(channel, bool) else operator.index(channel)
+    except TypeError:                       # a float, a list, None...
+        index = None
+    if index is None or not 0 <= index < channels:
+        raise ChannelError(f"Layer {layer!r} has no channel {channel!r}: its {channels} feature "
+                           f"maps are numbered 0..{channels - 1}.")
+    if position is not None:
+        y, x = position
+        if not (0 <= y < h and 0 <= x < w):
+            raise ChannelError(f"Unit position (y, x) = ({y}, {x}) is outside layer {layer!r}'s "
+                               f"{h}×{w} map: use 0 <= y < {h} and 0 <= x < {w}.")
+    return index
 
 
 def unclipped_layer(model, layer):
@@ -116,7 +146,8 @@ def layer_outputs(model, x, layers, stop_early=True):
 
     With ``stop_early`` the forward pass ends as soon as the last of ``layers`` has run, so
     DeepDream or texture synthesis never pay for the layers above the ones they use. The
-    name ``"logits"`` (``LOGITS``) stands for the model's output.
+    name ``"logits"`` (``LOGITS``) stands for the model's output. The pass runs in eval
+    mode (``model_guard``), whatever mode the model is in.
     """
     layers = list(dict.fromkeys(_names(layers)))
     hooked = [name for name in layers if name != LOGITS]
@@ -127,7 +158,7 @@ def layer_outputs(model, x, layers, stop_early=True):
             raise _AllCaptured
 
     modules = [resolve_layer(model, name) for name in hooked]
-    with capture_activations(model, hooked, detach=False) as store, \
+    with model_guard(model), capture_activations(model, hooked, detach=False) as store, \
             forward_hooks(modules, stop_when_all_seen):
         try:
             store[LOGITS] = model(x)

@@ -176,21 +176,30 @@ def annotations():
             for name, boxes in data.items() if not name.startswith("_")}
 
 
+def input_channels(model=None):
+    """Colour channels ``model`` takes: those of its first convolution (3 without a model)."""
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None) \
+        if model is not None else None
+    return first.in_channels if first is not None else 3
+
+
 def image_batch(x, model=None):
     """Check a network input: a float N×3×H×W tensor (``model.spec.preprocess`` makes one).
 
     A float batch of another precision (float64, bfloat16) is converted to the dtype of
     ``model``'s weights (float32 without a model); anything else raises an ``ImageError``
-    that says what to pass instead.
+    that says what to pass instead. (A hand-built network whose first convolution takes
+    another number of channels gets batches of that many.)
     """
+    c = input_channels(model)
     if not isinstance(x, torch.Tensor):
-        raise ImageError(f"Expected a normalised N×3×H×W tensor, got a {type(x).__name__}. "
+        raise ImageError(f"Expected a normalised N×{c}×H×W tensor, got a {type(x).__name__}. "
                          "Use x = model.spec.preprocess(image) to make one.")
-    if x.dim() == 3 and x.shape[0] == 3:
+    if x.dim() == 3 and x.shape[0] == c:
         raise ImageError(f"Got one image of shape {tuple(x.shape)}; methods take a batch "
-                         "N×3×H×W: use x.unsqueeze(0) (or model.spec.preprocess(image)).")
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ImageError(f"Expected a normalised N×3×H×W batch, got shape {tuple(x.shape)}. "
+                         f"N×{c}×H×W: use x.unsqueeze(0) (or model.spec.preprocess(image)).")
+    if x.dim() != 4 or x.shape[1] != c:
+        raise ImageError(f"Expected a normalised N×{c}×H×W batch, got shape {tuple(x.shape)}. "
                          "Use x = model.spec.preprocess(image) to make one.")
     if not x.is_floating_point():
         raise ImageError(f"Expected a float tensor (normalised pixels), got {x.dtype}. "
@@ -198,6 +207,15 @@ def image_batch(x, model=None):
     weight = next(model.parameters(), None) if model is not None else None
     dtype = weight.dtype if weight is not None else torch.float32
     return x if x.dtype == dtype else x.to(dtype)
+
+
+def one_image(x, model=None):
+    """``image_batch`` for methods defined per image: exactly one image, 1×3×H×W."""
+    x = image_batch(x, model)
+    if x.shape[0] != 1:
+        raise ImageError(f"Got a batch of {x.shape[0]} images; this method takes one image "
+                         "(1×3×H×W): call it once per image, e.g. with x[i:i + 1].")
+    return x
 
 
 def blur(x, sigma, kernel=None):

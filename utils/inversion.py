@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .hooks import LOGITS, forward_hooks, layer_outputs, layer_path, model_guard, resolve_layer
+from .images import image_batch
 from .models import IMAGENET_MEAN
 from .optimize import optimize_image
 
@@ -89,10 +90,12 @@ def default_tv_lambda(model, layer):
     """λ_V by depth, as in the official code: 1, 10, 100 for the first, middle, last third."""
     if layer == LOGITS:
         return LAMBDA_TV[2]
+    resolve_layer(model, layer)              # a clear error for a wrong name, before any work
     order = layer_order(model)
     path = layer_path(model, layer)
     if path not in order:
-        resolve_layer(model, layer)          # raises a clear error for a wrong name
+        raise ValueError(f"Layer {layer!r} never runs in the forward pass; pick one that does "
+                         "(model.spec.layers lists the roles).")
     depth = order.index(path) / (len(order) - 1)
     return LAMBDA_TV[min(int(depth * 3), 2)]
 
@@ -110,6 +113,7 @@ class Inversion:
     layers: list                  # the layer each image was reconstructed from
     losses: list                  # total energy (summed over the batch) at each iteration
     data_terms: list = field(default_factory=list)   # ‖Φ(x)−Φ₀‖²/‖Φ₀‖² per image, each iteration
+    stopped: bool = False         # interrupted (■): ``images`` are the best found until then
 
 
 def energy(model, u, layers, codes, lambda_alpha=LAMBDA_ALPHA, lambda_tv=1.0, alpha=ALPHA,
@@ -135,12 +139,17 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
     Several layers of one photo at once: ``invert(model, x.repeat(k, 1, 1, 1), k_layers)``.
     ``lambda_tv``: None = by depth (``default_tv_lambda``), a number, or one per image.
     Images do not interact (eval mode), so the batch equals inverting one by one.
+    Interrupting (■) stops within one step and returns the best images so far (``stopped``).
     """
     spec = model.spec
+    x0 = image_batch(x0, model)
     n = x0.shape[0]
     layers = [layers] * n if isinstance(layers, str) else list(layers)
     if len(layers) != n:
         raise ValueError(f"Give one layer, or one per image: {n} images, {len(layers)} layers.")
+    for layer in layers:
+        if layer != LOGITS:
+            resolve_layer(model, layer)          # a clear error for a wrong name, before any work
     if lambda_tv is None:
         lambda_tv = [default_tv_lambda(model, l) for l in layers]
     lam_tv = torch.as_tensor(lambda_tv, dtype=x0.dtype, device=x0.device).expand(n)
@@ -161,7 +170,7 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
                              lr=[rate * sigma2 for rate in step_schedule(steps, lr)],
                              blowup=10, progress=progress, description="inverting")
     return Inversion(images=to_model_input(run.image, spec), layers=layers, losses=run.losses,
-                     data_terms=[h["data"] for h in run.history])
+                     data_terms=[h["data"] for h in run.history], stopped=run.stopped)
 
 
 def psnr(x, y, spec):

@@ -3,12 +3,36 @@
 One rule for all methods: threshold the map at a fraction of its own maximum (CAM: 20%,
 Grad-CAM: 15%), keep the largest connected region, box it. The map is the *raw* one, only
 upsampled to the image size; thresholding a display-normalised map would move the box.
+
+A box is (x0, y0, x1, y1): left, top, right, bottom in pixels, x to the right and y down,
+x1 and y1 exclusive (NumPy's ``m[y0:y1, x0:x1]`` is the box). Points elsewhere are (y, x).
 """
 import numpy as np
 from matplotlib.patches import Rectangle
 from scipy import ndimage
 
 from .plotting import resize_map
+
+
+class BoxError(ValueError):
+    """Something given as a box that is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1."""
+
+
+def check_boxes(boxes):
+    """``boxes`` as a list of (x0, y0, x1, y1) tuples of floats; a single box is taken as
+    [box]. Anything else (wrong shape, x1 ≤ x0, NaN, no box at all) raises a ``BoxError``."""
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):               # ragged lists, strings, None inside
+        array = np.empty(0)
+    if array.shape == (4,):
+        array = array[None]
+    ok = array.ndim == 2 and array.shape[1] == 4 and len(array) > 0 and np.isfinite(array).all()
+    if not ok or (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
+        raise BoxError(f"A box is 4 numbers (x0, y0, x1, y1) with x0 < x1 and y0 < y1 (x to "
+                       f"the right, y down); got {boxes!r}. Pass one box or a list of boxes, "
+                       "e.g. [(30, 40, 120, 200)].")
+    return [tuple(float(v) for v in box) for box in array]
 
 
 def largest_region(mask):

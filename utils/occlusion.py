@@ -16,7 +16,7 @@ corner at 0, stride, 2·stride, ... so that each lies fully inside the image.
 import torch
 
 from .env import progress_bar
-from .hooks import capture_activations, model_guard
+from .hooks import ChannelError, capture_activations, check_channel, model_guard
 from .images import image_batch
 from .targets import check_target, choose_target
 
@@ -45,6 +45,20 @@ def strongest_feature_map(model, x, layer):
     return acts[layer].flatten(2).sum(2).argmax(dim=1)
 
 
+def feature_channels(activations, channel, layer):
+    """The map of ``layer`` whose total is recorded, per image: ``channel`` (one for every
+    image, or one per image) checked against the layer, or each image's strongest map."""
+    if channel is None:
+        return activations.flatten(2).sum(2).argmax(dim=1)
+    n = activations.shape[0]
+    wanted = channel.flatten().tolist() if torch.is_tensor(channel) else \
+        list(channel) if isinstance(channel, (list, tuple)) else [channel]
+    if len(wanted) not in (1, n):
+        raise ChannelError(f"Give one channel, or one per image: {n} images, {len(wanted)} channels.")
+    checked = [check_channel(activations, c, layer) for c in wanted]
+    return torch.tensor(checked, device=activations.device).expand(n)
+
+
 @torch.no_grad()
 def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, channel=None,
               batch_size=64, progress=True):
@@ -58,23 +72,26 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
     * ``"label"``   N×R×C most probable class index (c);
     * ``"clean_prob"`` p(target) without occluder; ``"target"`` the classes (None: top-1);
       ``"tops"``, ``"lefts"``: square corners.
+
+    An interrupt (■) is re-raised (a partial grid means nothing), the model left as found.
     """
     x = image_batch(x, model)
     n, _, height, width = x.shape
     targets = check_target(model, target, n)
+    if channel is not None and layer is None:
+        raise ValueError("channel picks a feature map of a layer: pass layer= too, e.g. "
+                         "layer='last_conv'.")
     rows, cols = positions(height, size, stride), positions(width, size, stride)
     tops = [t for t in rows for _ in cols]
     lefts = [l for _ in rows for l in cols]
-    if layer is not None and channel is None:
-        channels = strongest_feature_map(model, x, layer)
-    else:
-        channels = torch.as_tensor(channel if channel is not None else 0).flatten().expand(n)
     probs, feats, labels, clean = [], [], [], []
     jobs = [(i, s) for i in range(n) for s in range(0, len(tops), batch_size)]
     with model_guard(model), capture_activations(model, [layer] if layer is not None else []) as acts:
         clean_probs = model(x).softmax(1)
         targets = choose_target(targets, clean_probs)          # None: each image's top-1
         clean = clean_probs.gather(1, targets[:, None])[:, 0]
+        if layer is not None:                                  # channel checked before the work
+            channels = feature_channels(acts[layer], channel, layer)
         for i, start in progress_bar(jobs, progress, "occlusion"):
             batch = occluded_copies(x[i], tops[start:start + batch_size],
                                     lefts[start:start + batch_size], size, fill)

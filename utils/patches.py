@@ -31,7 +31,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from .env import progress_bar
-from .hooks import capture_activations, model_guard, resolve_layer
+from .hooks import ChannelError, capture_activations, model_guard, resolve_layer
 from .images import load_image, sample_images
 from .localize import box_iou
 from .receptive_field import receptive_fields
@@ -166,7 +166,7 @@ class FeatureBank:
         layer = self._check(layer)
         n = self.channels(layer)
         if not 0 <= channel < n:
-            raise IndexError(f"Channel {channel} is out of range 0..{n - 1} for {layer}.")
+            raise ChannelError(f"Channel {channel} is out of range 0..{n - 1} for {layer}.")
         if y is None and x is None:
             return self.peak[layer][:, channel]
         if layer not in self.maps:
@@ -174,7 +174,7 @@ class FeatureBank:
                            f"only. Pass unit_layers=[{layer!r}] when building the bank.")
         h, w = self.maps[layer].shape[-2:]
         if not (0 <= y < h and 0 <= x < w):
-            raise IndexError(f"Unit position ({y}, {x}) is outside the {h}×{w} map of {layer}.")
+            raise ChannelError(f"Unit position ({y}, {x}) is outside the {h}×{w} map of {layer}.")
         return self.maps[layer][:, channel, y, x].astype(np.float32)
 
     def patch_boxes(self, layer, channel, y=None, x=None):
@@ -234,11 +234,17 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
     One batched forward pass per ``batch_size`` regions, with a progress bar; hooks record
     ``layers`` (channel maxima and where they are), the full maps of ``unit_layers`` and
     the ``penultimate`` features. The result is cached: the same model, regions and
-    settings return the same ``FeatureBank`` without any forward pass.
+    settings return the same ``FeatureBank`` without any forward pass. An interrupt (■) is
+    re-raised (a bank of some regions only would be misindexed), nothing cached, the model
+    left as found.
     """
+    if not isinstance(regions, Regions):
+        raise TypeError(f"regions must come from propose_regions(photos), not a "
+                        f"{type(regions).__name__}.")
     spec = model.spec
     size = size or spec.size
-    layers, unit_layers = list(layers), list(unit_layers)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    unit_layers = [unit_layers] if isinstance(unit_layers, str) else list(unit_layers)
     for name in layers + [penultimate]:
         resolve_layer(model, name)
     unknown = [u for u in unit_layers if u not in layers]

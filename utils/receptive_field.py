@@ -33,7 +33,7 @@ import torch
 from torch.nn.modules.utils import _pair
 from torch.overrides import TorchFunctionMode
 
-from .hooks import capture_activations, model_guard, model_spec, resolve_layer
+from .hooks import capture_activations, check_channel, model_guard, model_spec, resolve_layer
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,7 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
     image = torch.randn(1, 3, size, size, generator=gen).to(device).requires_grad_(True)
     with model_guard(model, freeze=True), capture_activations(model, [layer], detach=False) as acts:
         model(image)
+        check_channel(acts[layer], channel, layer, (y, x))
         acts[layer][0, channel, y, x].backward()
     return image.grad[0].abs().sum(0).cpu()
 

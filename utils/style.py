@@ -13,6 +13,10 @@ smoothness prior against high-frequency noise.
 
 Layers are asked for by role (``texture_layers``, ``style_layers``, ``content_layer``), so
 the same code runs on VGG-19 (the paper's network) and on every other registry model.
+
+What is batched: ``gram_matrix``, ``source_grams`` and the losses work on batches (one Gram
+matrix per image). ``synthesise_texture`` and ``transfer_style`` make one image per call
+and refuse a batch with an ``ImageError`` (see ``single_image``): loop over your images.
 """
 import copy
 
@@ -20,8 +24,8 @@ import torch
 from torch import nn
 
 from .downloads import download
-from .hooks import layer_outputs, model_guard
-from .images import load_image
+from .hooks import layer_outputs, model_guard, resolve_layer
+from .images import ImageError, image_batch, load_image
 from .optimize import optimize_image, white_noise_like
 
 
@@ -121,6 +125,17 @@ def total_variation(x):
 
 # --- the two methods --------------------------------------------------------------------
 
+def single_image(x, model, name):
+    """``x`` checked to be one image (1×3×H×W). The methods below take one image, not a
+    batch: L-BFGS would couple the images of a batch (one line search for all of them), so
+    a batch would not give what N separate calls give."""
+    x = image_batch(x, model)
+    if x.shape[0] != 1:
+        raise ImageError(f"{name} is a batch of {x.shape[0]} images; pass one image "
+                         f"(1×3×H×W), e.g. {name}[i:i + 1], and call once per image.")
+    return x
+
+
 def texture_loss(model, x, reference, weights=None):
     """Gatys 2015: L(x) = Σ_l w_l E_l, x's Gram matrices at the layers of ``reference`` (the
     source's) against them."""
@@ -152,7 +167,10 @@ def synthesise_texture(model, source, layers=None, steps=100, weights=None, init
 
     ``source`` is a normalised 1×3×H×W tensor; the result has the same size (pass a noise
     ``init`` of another size to synthesise a larger texture). Returns an ``OptimResult``.
+    One texture per call (``single_image``): loop over several sources.
     """
+    source = single_image(source, model, "source")
+    init = single_image(init, model, "init") if init is not None else None
     layers = list(layers or texture_layers(model))
     reference = source_grams(model, source, layers)
     low, high = model.spec.valid_range(source.device)
@@ -174,25 +192,33 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
 
     ``ratio`` is α/β with β = 1; the style term is Σ_l (1/L) E_l over the style layers.
     ``content`` and ``style`` are normalised images; the style image is resized to the
-    content image's size, as in the paper. ``init`` is "noise", "content" or a tensor.
+    content image's size, as in the paper. ``init`` is "noise", "content" or a tensor of the
+    content's size. One content and one style image per call (``single_image``).
     """
+    content = single_image(content, model, "content")
+    style = single_image(style, model, "style")
     content_at = content_at or content_layer(model)
     style_at = list(style_at or style_layers(model))
-    if style.shape[-2:] != content.shape[-2:]:
-        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
-                                          align_corners=False, antialias=True)
-    style_grams = source_grams(model, style, style_at)
-    with torch.no_grad(), model_guard(model, freeze=True):
-        content_features = layer_outputs(model, content, [content_at])[content_at]
+    for layer in style_at + [content_at]:
+        resolve_layer(model, layer)              # a clear error for a wrong name, before any work
     low, high = model.spec.valid_range(content.device)
     if isinstance(init, torch.Tensor):
-        start = init
+        start = single_image(init, model, "init")
+        if start.shape != content.shape:
+            raise ImageError(f"init has shape {tuple(start.shape)}; it must be the content's "
+                             f"{tuple(content.shape)} (or pass init='noise' or 'content').")
     elif init == "noise":
         start = white_noise_like(content, low, high, generator=torch.Generator().manual_seed(seed))
     elif init == "content":
         start = content
     else:
         raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
+    if style.shape[-2:] != content.shape[-2:]:
+        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
+                                          align_corners=False, antialias=True)
+    style_grams = source_grams(model, style, style_at)
+    with torch.no_grad(), model_guard(model, freeze=True):
+        content_features = layer_outputs(model, content, [content_at])[content_at]
 
     def loss_fn(x):
         return style_transfer_loss(model, x, content_features, content_at, style_grams, ratio, tv_weight)

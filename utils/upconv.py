@@ -31,7 +31,7 @@ from torchvision.transforms import functional as TF
 
 from .env import progress_bar
 from .hooks import layer_outputs, model_guard
-from .images import DATA_DIR, load_image, sample_images
+from .images import DATA_DIR, image_batch, load_image, sample_images
 
 ENCODER_MODEL = "efficientnet_lite0"
 ENCODER_LAYER = "blocks.4"
@@ -83,6 +83,7 @@ def random_crops(names, count, size=64, seed=0):
 @torch.no_grad()
 def encode(model, rgb, layer=ENCODER_LAYER, batch_size=64):
     """Φ(x) for RGB images in [0, 1], in batches, with the model left as found."""
+    rgb = image_batch(rgb, model)
     with model_guard(model):
         return torch.cat([layer_outputs(model, model.spec.normalize(rgb[i:i + batch_size]), layer)[layer]
                           for i in range(0, len(rgb), batch_size)])
@@ -101,7 +102,8 @@ def train_decoder(model, layer=ENCODER_LAYER, train_names=None, val_names=None, 
     ``history`` = {"step": [...], "train": [...], "val": [...]}: mean pixel MSE (RGB in [0, 1])
     on the training batches since the last evaluation and on the held-out crops.
     Codes are computed once for a fixed set of crops (the encoder is frozen), so each step
-    costs only the decoder.
+    costs only the decoder. Interrupting (■) stops within one step and returns the decoder
+    trained so far (and its history until then).
     """
     default_train, default_val = training_split()
     train_names = train_names or default_train
@@ -128,20 +130,25 @@ def train_decoder(model, layer=ENCODER_LAYER, train_names=None, val_names=None, 
     history["train"].append(math.nan)
     history["val"].append(validate())
     bar = progress_bar(range(1, steps + 1), progress, "training decoder")
-    for step in bar:
-        index = torch.randint(0, len(x_train), (batch_size,), generator=generator)
-        loss = F.mse_loss(decoder(code_train[index]), x_train[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        running.append(loss.item())
-        if step % eval_every == 0 or step == steps:
-            history["step"].append(step)
-            history["train"].append(sum(running) / len(running))
-            history["val"].append(validate())
-            running = []
-            bar.set_postfix(val=f"{history['val'][-1]:.4f}")
+    try:
+        for step in bar:
+            index = torch.randint(0, len(x_train), (batch_size,), generator=generator)
+            loss = F.mse_loss(decoder(code_train[index]), x_train[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running.append(loss.item())
+            if step % eval_every == 0 or step == steps:
+                history["step"].append(step)
+                history["train"].append(sum(running) / len(running))
+                history["val"].append(validate())
+                running = []
+                bar.set_postfix(val=f"{history['val'][-1]:.4f}")
+    except KeyboardInterrupt:
+        print(f"Interrupted at step {step} of {steps}: returning the decoder trained so far.")
+    finally:
+        bar.close()
     decoder.eval()
     return decoder, history
 
@@ -169,6 +176,7 @@ def load_decoder(path=WEIGHTS_PATH):
 @torch.no_grad()
 def reconstruct(decoder, model, x, layer=ENCODER_LAYER):
     """Decoder's reconstruction of the normalised images ``x`` (side a multiple of 8), normalised."""
+    x = image_batch(x, model)
     if x.shape[-1] % STRIDE or x.shape[-2] % STRIDE:
         raise ValueError(f"Image sides must be multiples of {STRIDE}; got {tuple(x.shape[-2:])}.")
     rgb = decoder(encode(model, model.spec.denormalize(x).clamp(0, 1), layer)).clamp(0, 1)
