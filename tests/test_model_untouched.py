@@ -111,6 +111,7 @@ CALLS = {
     "fixations.cnn_fixations(multi_crop)": lambda m, x: fixations.cnn_fixations(
         m, small_photo(), multi_crop=True),
     "fixations.FixationExplorer": lambda m, x: fixations.FixationExplorer(m).points(small_photo()),
+    "exercises.check_saliency": lambda m, x: exercises.check_saliency(attribution.saliency, m, x, 285),
     "exercises.check_positive_contributors": lambda m, x: exercises.check_positive_contributors(
         m, x, 1, 0),
     "cam.cam": lambda m, x: cam.cam(m, x),
