@@ -3,13 +3,14 @@
 
 * progress bars are for the live run: none stays in a saved output;
 * a widget shows a still figure where it cannot run (GitHub, nbviewer), never only its text;
-* an exercise not yet answered prints nothing that reads as a failure;
+* an exercise not yet answered prints nothing that reads as a failure (a pitfall's
+  deliberate "wrong:" next to "right:" is a lesson, not a failure);
 * test markers are cell tags (``nbval-check-output``...), never comments in the source.
 """
 import re
 
 PROGRESS_BAR = re.compile(r"\d+%\|")
-FAILURE = re.compile(r"^(Not yet|Not quite|not yet|not quite|wrong)\b|Traceback", re.M)
+FAILURE = re.compile(r"^(Not yet|Not quite|not yet|not quite)\b|Traceback", re.M)   # an exercise's verdict
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

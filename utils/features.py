@@ -141,7 +141,7 @@ def plot_filters(model, ncols=8, upscale=None):
     upscale = upscale or max(1, 24 // k)
     order = filter_norms(weights).argsort(descending=True)      # strongest first
     tiles = filter_tiles(weights[order], upscale)
-    fig, axes = grid_axes(len(tiles), ncols=min(ncols * 2, len(tiles)), size=0.9,
+    fig, axes = grid_axes(len(tiles), ncols=min(ncols, len(tiles)), size=1.35,
                           title=f"{model.spec.name}: {len(tiles)} first-layer filters, "
                                 f"{k}×{k}×3 (strongest first)")
     for ax, tile in zip(axes, tiles):
@@ -150,19 +150,19 @@ def plot_filters(model, ncols=8, upscale=None):
     return fig
 
 
-def plot_stage_overview(image, activations, n_channels=8, title=None):
+def plot_stage_overview(image, activations, n_channels=4, title=None):
     """One row per stage: the input, then its n most varying channels as gray maps."""
     import matplotlib.pyplot as plt
     names = list(activations)
     fig, axes = plt.subplots(len(names), n_channels + 1, squeeze=False,
-                             figsize=(1.55 * (n_channels + 1), 1.7 * len(names)))
+                             figsize=(2.2 * (n_channels + 1), 2.4 * len(names)))
     for row, name in enumerate(names):
         act = activations[name]
         axes[row, 0].imshow(image)
-        axes[row, 0].set_title(f"{name}\n{act.shape[1]}×{act.shape[2]}×{act.shape[3]}", fontsize=9)
+        axes[row, 0].set_title(f"{name}\n{act.shape[1]}×{act.shape[2]}×{act.shape[3]}", fontsize=10)
         for col, channel in enumerate(most_varying_channels(act, n_channels), start=1):
             axes[row, col].imshow(act[0, channel].cpu(), cmap="gray")
-            axes[row, col].set_title(f"ch {channel}", fontsize=9)
+            axes[row, col].set_title(f"ch {channel}", fontsize=11)
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title or "Channels with the most contrast at each stage (bright = strong)")

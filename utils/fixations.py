@@ -49,6 +49,7 @@ from torch.nn.modules.utils import _pair
 
 from .hooks import model_guard
 from .images import load_image, one_image
+from .plotting import MAX_PER_ROW
 from .targets import check_target, choose_target
 
 ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.BatchNorm1d, nn.Dropout,
@@ -473,14 +474,17 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
     import matplotlib.pyplot as plt
     spatial = [(name, pts, shape) for name, (pts, shape) in layers.items() if len(shape) == 3]
     picks = np.unique(np.linspace(0, len(spatial) - 1, n_panels).round().astype(int))
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.3 * len(picks), 2.9), squeeze=False)
-    for ax, i in zip(axes[0], picks):
+    ncols = min(len(picks), MAX_PER_ROW)
+    nrows = -(-len(picks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks):
         name, points, shape = spatial[i]
         ys, xs = zip(*layer_points_in_pixels(points, shape, input_size))
         ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
         ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
-        ax.set_title(f"{name}\n{len(points)} pts on {shape[1]}×{shape[2]}", fontsize=9)
-        ax.axis("off")
+        ax.set_title(f"{name}\n{len(points)} pts on {shape[1]}×{shape[2]}", fontsize=10)
     fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
     fig.tight_layout()
     return fig
