@@ -133,7 +133,7 @@ def top_channel_overlap(activation, k=16):
 
 # ---------------------------------------------------------------- figures (pure functions)
 
-def plot_filters(model, ncols=8, upscale=None):
+def plot_filters(model, ncols=6, upscale=None):
     """The first-layer filters as a grid of colour tiles (Krizhevsky et al., Fig. 3)."""
     from .plotting import grid_axes
     weights = first_layer_filters(model)
@@ -141,7 +141,7 @@ def plot_filters(model, ncols=8, upscale=None):
     upscale = upscale or max(1, 24 // k)
     order = filter_norms(weights).argsort(descending=True)      # strongest first
     tiles = filter_tiles(weights[order], upscale)
-    fig, axes = grid_axes(len(tiles), ncols=min(ncols, len(tiles)), size=1.35,
+    fig, axes = grid_axes(len(tiles), ncols=min(ncols, len(tiles)), size=2.0,
                           title=f"{model.spec.name}: {len(tiles)} first-layer filters, "
                                 f"{k}×{k}×3 (strongest first)")
     for ax, tile in zip(axes, tiles):
@@ -155,7 +155,7 @@ def plot_stage_overview(image, activations, n_channels=4, title=None):
     import matplotlib.pyplot as plt
     names = list(activations)
     fig, axes = plt.subplots(len(names), n_channels + 1, squeeze=False,
-                             figsize=(2.2 * (n_channels + 1), 2.4 * len(names)))
+                             figsize=(2.6 * (n_channels + 1), 2.6 * len(names)))
     for row, name in enumerate(names):
         act = activations[name]
         axes[row, 0].imshow(image)

@@ -486,7 +486,7 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
         ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
         ax.set_title(f"{name}\n{len(points)} pts on {shape[1]}×{shape[2]}", fontsize=10)
     fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     return fig
 
 
