@@ -41,15 +41,17 @@ def use_lecture_style():
 
 
 def small_panels(fig, column=COLUMN_PX, minimum=MIN_PANEL_PX):
-    """Widths (px, as displayed) of the figure's image panels narrower than ``minimum``.
+    """Sizes (px, as displayed) of the figure's image panels whose longer side is under
+    ``minimum`` (a portrait photo may be narrow and still readable).
 
     A notebook shrinks a figure wider than its ``column`` to fit, so a panel's displayed
-    width is its share of the figure times min(1, column / figure width).
+    size is its share of the figure times min(1, column / figure width).
     """
-    fig_px = fig.get_figwidth() * fig.dpi
-    scale = min(1.0, column / fig_px)
-    widths = [ax.get_position().width * fig_px * scale for ax in fig.axes if ax.images]
-    return [round(w) for w in widths if w < minimum]
+    width_px, height_px = fig.get_figwidth() * fig.dpi, fig.get_figheight() * fig.dpi
+    scale = min(1.0, column / width_px)
+    sizes = [max(ax.get_position().width * width_px, ax.get_position().height * height_px) * scale
+             for ax in fig.axes if ax.images]
+    return [round(size) for size in sizes if size < minimum]
 
 
 def log_small_panels(path):
