@@ -243,8 +243,9 @@ def test_vgg19_texture_layers_are_the_papers():
 def test_style_image_falls_back_offline_and_uses_the_painting_online(tmp_path, monkeypatch,
                                                                        capsys):
     image = style.style_image("starry_night", tmp_path)          # tests run offline
-    assert "bundled 'coffee'" in capsys.readouterr().out
-    assert image.size == style.load_image("coffee").size
+    assert "bundled copy 'starry_night.jpg'" in capsys.readouterr().out
+    assert image.size == (512, 409)                              # the painting, 752×600 shrunk
+    assert list(tmp_path.iterdir()) == []                        # nothing half-downloaded
     # online, with the "download" served from a local file: the painting comes back
     from PIL import Image
     painting = tmp_path / "painting.png"

@@ -19,13 +19,14 @@ matrix per image). ``synthesise_texture`` and ``transfer_style`` make one image 
 and refuse a batch with an ``ImageError`` (see ``single_image``): loop over your images.
 """
 import copy
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .downloads import download
 from .hooks import layer_outputs, model_guard, resolve_layer
-from .images import ImageError, image_batch, load_image
+from .images import DATA_DIR, ImageError, image_batch, load_image
 from .optimize import optimize_image, white_noise_like
 
 
@@ -231,21 +232,22 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
 # --- a painting to copy the style of ------------------------------------------------------
 
 PAINTINGS = {
-    # Public domain (Van Gogh died in 1890). Wikimedia Commons, "Google Art Project" scan.
+    # Public domain (Van Gogh died in 1890). Online: Wikimedia Commons, "Google Art Project"
+    # scan, 960 px. Offline: a 512 px copy of OpenCV's sample (data/ATTRIBUTION.md).
     "starry_night": {
         "url": "https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
                "Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
                "960px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
         "sha256": None,           # recorded on the first download (``utils.downloads``)
         "credit": "Vincent van Gogh, The Starry Night (1889), public domain, via Wikimedia Commons",
-        "fallback": "coffee",
+        "fallback": DATA_DIR / "paintings" / "starry_night.jpg",
     },
 }
 def style_image(name="starry_night", cache_dir=None, verbose=True):
     """A style painting by name (online: downloaded once and cached), or a bundled image.
 
-    Offline, or if the download fails, returns the painting's bundled ``fallback`` image
-    with one printed line (a cached copy still works offline). Any name ``load_image``
+    Offline, or if the download fails, returns the painting's bundled ``fallback`` copy
+    (smaller) with one printed line (a cached download still works offline). Any name ``load_image``
     understands (a bundled image, a path, a URL) is passed straight to it.
     """
     if name not in PAINTINGS:
@@ -256,5 +258,5 @@ def style_image(name="starry_night", cache_dir=None, verbose=True):
     except Exception as err:  # no network, HTTP error, bad checksum, unreadable file
         if verbose:
             print(f"Could not get {name!r} ({type(err).__name__}: {err}); "
-                  f"using the bundled {info['fallback']!r} instead.")
+                  f"using the bundled copy {Path(info['fallback']).name!r} instead.")
         return load_image(info["fallback"])
