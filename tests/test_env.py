@@ -86,3 +86,29 @@ def test_a_hanging_name_lookup_gives_up_in_seconds(monkeypatch, release):
     start = time.perf_counter()
     assert env.can_reach("example.org", timeout=0.5) is False
     assert time.perf_counter() - start < 3
+
+
+def test_share_cpu_leaves_busy_cores_to_other_processes(monkeypatch):
+    """2 cores; between two samples the machine was busy for `busy` of 200 ticks, this
+    process for `own` of them: torch gets the cores the others left idle."""
+    import torch
+
+    from utils import env
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("VCNN_THREADS", raising=False)
+    try:
+        for busy, own, expected in [(20, 10, 2), (190, 90, 1), (100, 100, 2), (200, 0, 1)]:
+            samples = iter([(1000, 500, 100), (1200, 500 + busy, 100 + own)])
+            monkeypatch.setattr(env, "_cpu_times", lambda: next(samples))
+            env._last_sample[:] = [None, 0.0]
+            assert env.share_cpu() == expected, (busy, own)
+        monkeypatch.setenv("VCNN_THREADS", "1")
+        assert env.share_cpu() == 1
+        monkeypatch.setattr(env, "_cpu_times", lambda: None)      # no /proc: nothing changes
+        monkeypatch.delenv("VCNN_THREADS")
+        env._last_sample[:] = [None, 0.0]
+        torch.set_num_threads(2)
+        assert env.share_cpu() == 2
+    finally:
+        torch.set_num_threads(threads)

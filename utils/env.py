@@ -6,12 +6,19 @@ Two environment variables steer every notebook:
                       On by default when ``CI`` is set; ``VCNN_FAST=0`` switches it off.
 * ``VCNN_OFFLINE=1`` never try the network: use cached weights or the bundled model.
                       On by default when ``CI`` is set; ``VCNN_OFFLINE=0`` switches it off.
+
+On a CPU, torch's threads share the cores with whatever else runs (a browser, another
+student's kernel). Two threads on two cores beside one busy process wait for each other and
+run 3-15x slower, one thread does not; on an idle machine two are faster. So ``share_cpu``
+gives torch the cores that other processes left idle, measured from ``/proc/stat`` (Linux)
+when the device is chosen and again at the start of every long loop.
 """
 import os
 import random
 import socket
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -103,7 +110,47 @@ def pick_device(prefer=None):
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
+    share_cpu(wait=0.25)
     return torch.device("cpu")
+
+
+def _cpu_times():
+    """(total, busy) ticks of the whole machine and the ticks this process used, or None."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        with open("/proc/self/stat") as own:
+            fields = own.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None                                  # not Linux: nothing to measure
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)           # idle + iowait
+    return sum(ticks), sum(ticks) - idle, int(fields[11]) + int(fields[12])   # utime + stime
+
+
+_last_sample = [None, 0.0]        # (cpu times, when) of the previous measurement
+
+
+def share_cpu(wait=0.0):
+    """Give torch as many threads as there are cores that other processes leave idle.
+
+    Measured since the previous call (or over ``wait`` seconds): the cores busy with other
+    processes = (machine's busy ticks − this process's ticks) / ticks per core. Returns the
+    thread count. ``VCNN_THREADS=n`` fixes it instead; without /proc nothing changes.
+    """
+    if os.environ.get("VCNN_THREADS", "").strip():
+        torch.set_num_threads(max(1, int(os.environ["VCNN_THREADS"])))
+        return torch.get_num_threads()
+    if wait or _last_sample[0] is None:
+        _last_sample[:] = [_cpu_times(), time.monotonic()]
+        time.sleep(wait)
+    before, now = _last_sample[0], _cpu_times()
+    if before is None or now is None or now[0] <= before[0]:
+        return torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    busy_elsewhere = ((now[1] - before[1]) - (now[2] - before[2])) / ((now[0] - before[0]) / cores)
+    _last_sample[:] = [now, time.monotonic()]
+    torch.set_num_threads(max(1, min(cores, round(cores - busy_elsewhere))))
+    return torch.get_num_threads()
 
 
 def _mps_available():
@@ -126,7 +173,8 @@ def describe(model_name, device):
     where = "Colab" if in_colab() else ("CI" if in_ci() else "local")
     mode = "fast" if fast_mode() else "default"
     net = "offline" if offline() else "online"
-    return f"model: {model_name} | device: {device} | mode: {mode} | {net} | {where}"
+    threads = f" ({torch.get_num_threads()} threads)" if str(device) == "cpu" else ""
+    return f"model: {model_name} | device: {device}{threads} | mode: {mode} | {net} | {where}"
 
 
 def progress_bar(iterable, progress=True, description=None, **options):
@@ -135,4 +183,6 @@ def progress_bar(iterable, progress=True, description=None, **options):
     The bar disappears when the loop ends (``leave=False``), so saved notebooks keep no trace.
     """
     from tqdm.auto import tqdm
+    if time.monotonic() - _last_sample[1] > 1.0:      # a long loop starts: share the CPU again
+        share_cpu()
     return tqdm(iterable, desc=description, disable=not progress, leave=False, **options)
