@@ -213,7 +213,7 @@ def smoothgrad(model, x, target=None, samples=50, noise=0.15, batch_size=16, rul
     (the paper's 10-20 %), not an absolute standard deviation. The n noisy copies of one image
     go through the network ``batch_size`` at a time; every image draws its noise from a
     generator seeded with ``seed``, so a batch gives the per-image results. Returns the mean gradient (N×3×H×W);
-    show it with ``.abs().amax(1)`` like a saliency map. An interrupt (■) is re-raised
+    show it with ``pixel_map`` like a saliency map. An interrupt (■) is re-raised
     (images would have different sample counts), the model left as found.
     """
     x = image_batch(x, model)

@@ -96,22 +96,20 @@ def pick_device(prefer=None):
 
     ``prefer`` ("cpu", "cuda", "mps") forces a choice, with a clear error if it is absent.
     """
+    available = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if prefer is not None:
         prefer = str(prefer)
-        instead = f"Pass device=None to use what this machine has ({pick_device().type})."
-        if prefer.startswith("cuda") and not torch.cuda.is_available():
+        instead = f"Pass device=None to use what this machine has ({available})."
+        if prefer.startswith("cuda") and available != "cuda":
             raise RuntimeError(f"device={prefer!r} was asked for but no CUDA GPU is visible. "
                                f"{instead} In Colab: Runtime > Change runtime type > GPU.")
         if prefer == "mps" and not _mps_available():
             raise RuntimeError(f"device='mps' was asked for but this machine has no Apple "
                                f"GPU. {instead}")
         return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if _mps_available():
-        return torch.device("mps")
-    share_cpu(wait=0.25)
-    return torch.device("cpu")
+    if available == "cpu":
+        share_cpu(wait=0.25)
+    return torch.device(available)
 
 
 def _cpu_times():
