@@ -87,11 +87,12 @@ def notebook_title(cells):
 
 def readme_table():
     """Markdown table of the notebooks, from each notebook's title and ``metadata.vcnn``."""
-    rows = ["| # | Notebook | Papers | Colab | CPU minutes |", "|---|---|---|---|---|"]
+    rows = ["| # | Notebook | Papers | Colab | CPU minutes (bundled model) | CPU minutes (paper network) |",
+            "|---|---|---|---|---|---|"]
     for path in notebooks():
         nb = json.loads(path.read_text())
         info = nb["metadata"].get("vcnn", {})
         rows.append(f"| {path.name[:2]} | [{notebook_title(nb['cells'])}](notebooks/{path.name}) | "
                     f"{info.get('papers', '')} | {badge_markdown(path.name)} | "
-                    f"{info.get('cpu_minutes', '?')} |")
+                    f"{info.get('cpu_minutes', '?')} | {info.get('paper_cpu_minutes', '?')} |")
     return "\n".join(rows)
