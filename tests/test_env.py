@@ -112,3 +112,19 @@ def test_share_cpu_leaves_busy_cores_to_other_processes(monkeypatch):
         assert env.share_cpu() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_seconds_per_step_measures_the_step_and_steps_within_fits_the_budget(capsys):
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(0.02)
+
+    seconds = env.seconds_per_step(step, warmup=1, repeats=2)
+    assert len(calls) == 3 and 0.015 < seconds < 0.5
+    assert env.steps_within(1.0, 0.1, most=500) == 10
+    assert env.steps_within(100.0, 0.1, most=50) == 50          # never more than asked
+    assert env.steps_within(0.01, 5.0, most=50, least=3) == 3   # never fewer than the least
+    assert env.announce("texture", 10, 0.5) == 5.0
+    assert "10 steps" in capsys.readouterr().out

@@ -13,6 +13,7 @@ run 3-15x slower, one thread does not; on an idle machine two are faster. So ``s
 gives torch the cores that other processes left idle, measured from ``/proc/stat`` (Linux)
 when the device is chosen and again at the start of every long loop.
 """
+import math
 import os
 import random
 import socket
@@ -184,3 +185,30 @@ def progress_bar(iterable, progress=True, description=None, **options):
     if time.monotonic() - _last_sample[1] > 1.0:      # a long loop starts: share the CPU again
         share_cpu()
     return tqdm(iterable, desc=description, disable=not progress, leave=False, **options)
+
+
+def seconds_per_step(step, warmup=1, repeats=2):
+    """Wall time of one call of ``step()`` (the fastest of ``repeats``, after ``warmup``
+    calls): what a long loop of such steps will cost on this machine and network."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def steps_within(budget_seconds, step_seconds, most, least=1):
+    """How many steps of ``step_seconds`` fit in ``budget_seconds`` (between ``least`` and
+    ``most``): a slow network on a CPU does fewer steps instead of keeping a lecture waiting."""
+    fits = math.floor(budget_seconds / max(step_seconds, 1e-9) + 1e-6)
+    return int(max(least, min(most, fits)))
+
+
+def announce(what, steps, step_seconds):
+    """The line printed before a long cell: what runs, and for about how long."""
+    total = steps * step_seconds
+    print(f"{what}: {steps} steps × {step_seconds:.2f} s ≈ {total:.0f} s on this machine")
+    return total
