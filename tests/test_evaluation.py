@@ -1,5 +1,6 @@
 """Metrics on cases with known answers."""
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -144,3 +145,20 @@ def test_randomising_the_last_layers_decorrelates_grad_cam(lite):
         rho.append(E.rank_correlation(original, E.explanation_map("Grad-CAM", randomised, x, 285)))
     assert rho[-1] < 0.2 and rho[-1] < rho[0]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_share_in_box_counts_the_map_inside_the_box_and_reports_chance():
+    m = np.zeros((10, 20))
+    m[2:4, 5:10] = 3.0                       # all the mass inside the box
+    m[8, 0] = 1.0                            # a little outside
+    share, area = E.share_in_box(m, (5, 2, 10, 4))
+    assert share == pytest.approx(30 / 31) and area == pytest.approx(10 / 200)
+    # the same box drawn on a photo twice as large lands on the same pixels of the map
+    assert E.share_in_box(m, (10, 4, 20, 8), photo_shape=(20, 40)) == (share, area)
+    # top=: only which pixels are largest counts, not how large
+    share_top, _ = E.share_in_box(m, (5, 2, 10, 4), top=0.05)
+    assert share_top == 1.0                  # the 10 largest pixels are all inside
+    flat = np.ones((10, 20))                 # a map that ignores the object scores chance
+    assert E.share_in_box(flat, (5, 2, 10, 4))[0] == pytest.approx(area)
+    with pytest.raises(ValueError, match="one H×W map"):
+        E.share_in_box(np.ones((2, 10, 20)), (5, 2, 10, 4))

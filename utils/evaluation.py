@@ -16,6 +16,7 @@ Coordinates (utils/README.md): maps are H×W arrays indexed [y, x]; points are (
 boxes are (x0, y0, x1, y1), x1 and y1 exclusive; sizes and shapes are (H, W).
 """
 import copy
+import math
 
 import numpy as np
 import torch
@@ -116,6 +117,37 @@ def pointing_hit(saliency, boxes, tolerance=15, photo_shape=None):
         if np.hypot(dx, dy) <= tolerance:
             return True
     return False
+
+
+def box_in_map(box, photo_shape, map_shape):
+    """A box drawn on the photo (x0, y0, x1, y1) in the pixels of a map of the resized photo."""
+    (height, width), (h, w) = photo_shape, map_shape
+    x0, y0, x1, y1 = box
+    return (int(x0 * w / width), int(y0 * h / height),
+            math.ceil(x1 * w / width), math.ceil(y1 * h / height))
+
+
+def share_in_box(saliency, box, photo_shape=None, top=None):
+    """The share of a map that falls inside ``box``, and the box's share of the image.
+
+    The energy-based pointing game (Wang et al., Score-CAM, 2020):
+    $\\sum_{p \\in box} M_p / \\sum_p M_p$ for a map $M \\ge 0$. A map that ignores the object
+    scores about the box's area (chance); one that sits on it scores more. ``top`` = 0.05
+    counts the 5 % largest pixels instead of the values (for speckled gradients).
+    ``photo_shape`` = (H, W) when the box is in the photo's pixels (as in annotations()).
+    """
+    values = saliency.detach().cpu().numpy() if torch.is_tensor(saliency) else np.asarray(saliency)
+    values = np.abs(values.astype(np.float64))
+    if values.ndim != 2:
+        raise ValueError(f"share_in_box takes one H×W map, not shape {values.shape}.")
+    if photo_shape is not None:
+        box = box_in_map(box, photo_shape, values.shape)
+    x0, y0, x1, y1 = (int(round(v)) for v in check_boxes(box)[0])
+    if top is not None:
+        values = (values >= np.quantile(values, 1 - top)).astype(np.float64)
+    inside = np.zeros_like(values, dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    return float(values[inside].sum() / max(values.sum(), 1e-12)), float(inside.mean())
 
 
 def compose_scene(obj, background, box, size=224):
