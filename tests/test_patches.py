@@ -154,3 +154,18 @@ def test_random_boxes_stay_inside():
     assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 80 + 1e-9).all()
     sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     assert sides.min() >= 0.15 * 80 / 2.0 ** 0.5 - 1e-9
+
+
+def test_selective_channels_finds_the_channel_or_unit_whose_top_regions_stand_out():
+    rng = np.random.default_rng(0)
+    bank = P.FeatureBank(regions=None, fields={"L": None}, size=32)
+    peak = rng.normal(size=(200, 5)).astype(np.float32)
+    peak[:16, 3] += 10.0                       # channel 3: a few regions far above the rest
+    bank.peak["L"] = peak
+    maps = rng.normal(size=(200, 5, 2, 2)).astype(np.float16)
+    maps[:16, 1, 1, 0] += 10.0                 # unit (1, 1, 0): selective at that position only
+    maps[50:66, 4, 0, 0] += 10.0               # unit (4, 0, 0): another one elsewhere
+    bank.maps["L"] = maps
+    assert P.selective_channels(bank, "L", n=1) == [3]
+    assert P.selective_channels(bank, "L", n=1, y=1, x=0) == [1]
+    assert P.selective_channels(bank, "L", n=1, y=0, x=0) == [4]

@@ -215,12 +215,18 @@ EXPLANATIONS = {
                    {"samples": 8, "progress": False}),
     "Integrated Gradients": (attribution.integrated_gradients, {"steps": 32, "progress": False},
                              {"steps": 16, "progress": False}),
+    "CAM": (cam.cam, {}, {}),
     "Grad-CAM": (cam.grad_cam, {}, {}),
     "CNN-Fixations": (fixations.backtrack, {}, {}),
     "occlusion": (occlusion.occlusion, {"size": 32, "stride": 16, "progress": False},
                   {"size": 32, "stride": 32, "progress": False}),
 }
 METHODS = list(EXPLANATIONS)
+
+
+def methods_for(model, x):
+    """The methods of ``EXPLANATIONS`` that apply to ``model`` (CAM needs a GAP head)."""
+    return [m for m in METHODS if m != "CAM" or cam.cam_applies(model, x)]
 
 
 def pixel_map(result, size):

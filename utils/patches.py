@@ -283,12 +283,16 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
     return bank
 
 
-def selective_channels(bank, layer, n=4, k=16):
+def selective_channels(bank, layer, n=4, k=16, y=None, x=None):
     """Channels whose top-``k`` regions stand out most from the rest (z-score of the mean
-    top-k score): a quick way to pick units worth showing."""
-    peak = bank.peak[bank._check(layer)]
-    top = np.sort(peak, axis=0)[-k:].mean(axis=0)
-    z = (top - peak.mean(axis=0)) / (peak.std(axis=0) + 1e-6)
+    top-k score): a quick way to pick units worth showing. With ``y, x``: the units
+    (c, y, x) at that position instead (R-CNN's pool5 units), needing full maps."""
+    if y is None and x is None:
+        scores = bank.peak[bank._check(layer)]
+    else:
+        scores = np.stack([bank.scores(layer, c, y, x) for c in range(bank.channels(layer))], 1)
+    top = np.sort(scores, axis=0)[-k:].mean(axis=0)
+    z = (top - scores.mean(axis=0)) / (scores.std(axis=0) + 1e-6)
     return [int(c) for c in np.argsort(-z)[:n]]
 
 
