@@ -266,8 +266,8 @@ def test_the_window_centre_under_asymmetric_padding():
     # the largest: the switch. Its window's centre is input (3, 3): 2·1 + 1, not 2·1.
     points, layers = F.backtrack(SamePadNet(), x, 0, return_layers=True)
     assert points == [(3, 3)]
-    assert layers["pool"].pixels == {(3, 3): 1}                 # its receptive field's centre
-    assert layers["conv"].pixels == {(3, 3): 1}
+    assert layers["pool"].centres == {(0, 1, 1): (3, 3)}        # its receptive field's centre
+    assert F.layer_pixels(layers["conv"]) == {(3, 3): 1}
 
 
 class TwoChannelNet(nn.Module):
@@ -314,10 +314,10 @@ def test_on_a_network_without_max_pooling_the_official_rule_never_moves_a_point(
     points, layers = F.backtrack(lite, x, "fox squirrel", return_layers=True)
     start = layers["pool"]                           # the points at the last block's output
     assert start.shape[1:] == (7, 7) and len(points) <= 49
-    assert points == sorted(start.pixels)
-    counted, layers = F.backtrack(lite, x, "fox squirrel", return_layers=True, count=True)
-    assert counted == layers["pool"].pixels
-    totals = {sum(layer.points.values()) for layer in layers.values() if layer.cut and layer.pixels}
+    assert points == sorted(set(start.centres.values()))
+    counted = F.backtrack(lite, x, "fox squirrel", count=True)
+    assert counted == F.layer_pixels(start) and sorted(counted) == points
+    totals = {sum(layer.points.values()) for layer in layers.values() if layer.cut and layer.centres}
     assert totals == {sum(counted.values())}
 
 

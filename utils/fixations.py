@@ -36,8 +36,9 @@ hand-written path per network:
 * element-wise layers (ReLU, ReLU6, BatchNorm, dropout, scaling): the point is unchanged.
 
 The paper keeps the points of each layer as a *set*: a point reached along several paths is
-one point. ``count=True`` keeps the number of paths that reach each point instead (a
-multiset); on a network without max pooling that number is the only thing that tells the
+one point. The walk here also counts the paths that reach each point (the rules route each
+point on its own, so the set is exactly the counted points' keys); ``count=True`` returns
+the counts. On a network without max pooling that number is the only thing that tells the
 object from the background (notebook 06 measures it).
 
 At the input, points are pixel positions; outliers are dropped (a point needs more than 5%
@@ -292,13 +293,13 @@ def record_forward(model, x, graph=None):
         return gm, record(gm, x)
 
 
-Layer = namedtuple("Layer", "points shape pixels cut")
-Layer.__doc__ = """The points as they reach one layer's input: {(c, y, x): paths} (1 each
-for the paper's sets), the input's shape (C, H, W) (or (D,) for a vector), the same points
-at the input pixel in the centre of their receptive field, {(y, x): paths} (None for a
-vector), and ``cut``: True if every path of the network runs through this input (a block
-boundary), so that it holds *all* the points at that depth (inside a residual block the
-points that took the skip are elsewhere)."""
+Layer = namedtuple("Layer", "points shape centres cut")
+Layer.__doc__ = """The points as they reach one layer's input: {(c, y, x): paths} (the
+paper's set is its keys), the input's shape (C, H, W) (or (D,) for a vector), each point's
+input pixel at the centre of its receptive field, {(c, y, x): (y, x)} (None for a vector),
+and ``cut``: True if every path of the network runs through this input (a block boundary),
+so that it holds *all* the points at that depth (inside a residual block the points that
+took the skip are elsewhere)."""
 
 
 def backtrack(model, x, target=None, recorded=None, return_layers=False, position="centre",
@@ -309,8 +310,8 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
     ``recorded`` is an earlier ``record_forward(model, x)``. ``position``: where a conv
     moves a point, "centre" (the official code) or "strongest" (``conv_rule``).
     ``count=False`` (the paper): the points of every layer are a set, and the sorted list
-    of distinct (y, x) comes back. ``count=True``: every path from the class neuron is
-    counted, and a ``Counter`` {(y, x): number of paths} comes back.
+    of distinct (y, x) comes back. ``count=True``: a ``Counter`` {(y, x): number of paths
+    from the class neuron} (its keys are the same pixels).
     With ``return_layers=True`` also returns {layer name: ``Layer``} for every conv, pool
     and linear layer on the way, from the class down to the pixels.
     """
@@ -333,7 +334,7 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
         for point, paths in reached[node].items():
             for source, sources in rule({point}).items():
                 for q in sources:
-                    pending[source][q] = pending[source][q] + paths if count else 1
+                    pending[source][q] += paths
     image = next(n for n in gm.graph.nodes if n.op == "placeholder")
     reached[image] = pending[image]
     pixels = Counter()
@@ -408,7 +409,7 @@ def _layers(gm, values, reached):
             source = node.all_input_nodes[0]
             points = reached.get(source, Counter())
             layers[node.target] = Layer(points, tuple(values[source].shape[1:]),
-                                        _centre_pixels(points, axes.get(source)), source in cuts)
+                                        _centres(points, axes.get(source)), source in cuts)
     return layers
 
 
@@ -451,15 +452,22 @@ def _grid_axes(gm, values):
     return axes
 
 
-def _centre_pixels(points, axes):
-    """{(c, y, x): paths} on a map -> {(y, x) input pixel at each receptive field's centre:
-    paths}, or None for points that are not on a map."""
+def _centres(points, axes):
+    """{(c, y, x): input pixel (y, x) at the centre of its receptive field}, or None for
+    points that are not on a map."""
     if axes is None or not points or len(next(iter(points))) != 3:
         return None
     rows, cols = axes
+    return {(c, y, x): (round(rows.start + y * rows.jump), round(cols.start + x * cols.jump))
+            for c, y, x in points}
+
+
+def layer_pixels(layer, count=True):
+    """A layer's points at their receptive fields' centres: Counter {(y, x): paths}, or with
+    ``count=False`` {(y, x): distinct points} (the paper's set, each point once)."""
     pixels = Counter()
-    for (_, y, x), paths in points.items():
-        pixels[(round(rows.start + y * rows.jump), round(cols.start + x * cols.jump))] += paths
+    for point, centre in layer.centres.items():
+        pixels[centre] += layer.points[point] if count else 1
     return pixels
 
 
@@ -538,16 +546,17 @@ def share_inside(points, box):
     return float((weights * inside).sum() / weights.sum())
 
 
-def layer_shares(layers, box, input_size, image_size):
-    """[(layer name, share of its points inside ``box``)] for the layers on a map, deep first.
+def layer_shares(layers, box, input_size, image_size, count=True):
+    """[(layer name, share of its points inside ``box``)] for the block boundaries on a map
+    (``Layer.cut``: they hold all the points of their depth), deep first.
 
     ``box`` is in photo pixels (``images.annotations()``); each point is taken at the centre
-    of its receptive field (``Layer.pixels``), carried to the photo (``image_size`` = PIL's
-    (W, H)). Only block boundaries (``Layer.cut``), which hold all the points of their
-    depth. With the paper's sets every distinct (channel, y, x) counts once.
+    of its receptive field, carried to the photo (``image_size`` = PIL's (W, H)). A point
+    weighs its paths, or with ``count=False`` (the paper's sets) 1.
     """
-    return [(name, share_inside(to_image_coordinates(layer.pixels, input_size, image_size), box))
-            for name, layer in layers.items() if layer.pixels and layer.cut]
+    return [(name, share_inside(to_image_coordinates(layer_pixels(layer, count), input_size,
+                                                     image_size), box))
+            for name, layer in layers.items() if layer.centres and layer.cut]
 
 
 def five_crops(image, size=224, resize=256):
@@ -610,8 +619,7 @@ def cnn_fixations(model, image, target=None, multi_crop=False, position="centre"
         if int(p.argmax()) == target:
             found = backtrack(model, x[None], target, record_forward(model, x[None], graph), **options)
             for (y, x_), paths in (found.items() if count else zip(found, [1] * len(found))):
-                key = (int((y + oy) / scale), int((x_ + ox) / scale))
-                points[key] = points[key] + paths if count else 1
+                points[(int((y + oy) / scale), int((x_ + ox) / scale))] += paths
     if not points:
         warnings.warn(f"No crop predicts class {target} ({spec.labels[target]!r}), so no crop "
                       "was backtracked and there are no fixations. Use multi_crop=False, or "
@@ -651,7 +659,7 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
     distinct points there are, on what grid, and at how many distinct places.
     """
     import matplotlib.pyplot as plt
-    spatial = [(name, layer) for name, layer in layers.items() if layer.pixels and layer.cut]
+    spatial = [(name, layer) for name, layer in layers.items() if layer.centres and layer.cut]
     picks = np.unique(np.linspace(0, len(spatial) - 1, n_panels).round().astype(int))
     ncols = min(len(picks), MAX_PER_ROW)
     nrows = -(-len(picks) // ncols)
@@ -660,10 +668,10 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
         ax.axis("off")
     for ax, i in zip(axes.flat, picks):
         name, layer = spatial[i]
-        ys, xs = zip(*layer.pixels)
+        ys, xs = zip(*set(layer.centres.values()))
         ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
         ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
-        ax.set_title(f"{name}\n{len(layer.points)} pts, {len(layer.pixels)} places, "
+        ax.set_title(f"{name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
                      f"{layer.shape[1]}×{layer.shape[2]}", fontsize=9)
     fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
     fig.tight_layout(h_pad=1.5)
