@@ -1,8 +1,8 @@
 """CNN-Fixations: every rule against values worked out by hand, the whole walk on tiny
 networks built by hand, no gradients, determinism, and the bundled model on the cat."""
 import io
-import json
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ from torch import nn
 
 from utils import fixations as F
 from utils.hooks import count_hooks
-from utils.images import DATA_DIR, load_image
+from utils.evaluation import pointing_hit
+from utils.images import annotations, load_image
 from utils.models import load_model
 from utils.targets import TargetError
 
@@ -36,28 +37,58 @@ def test_fc_to_conv_keeps_the_single_best_contributor():
     assert F.fc_rule({(0,)}, a, W, spatial_input=True) == {(2,)}
 
 
-def test_conv_picks_the_best_channel_and_position():
+def test_conv_picks_the_best_channel_and_keeps_the_window_centre():
     a = torch.zeros(2, 3, 3)
     a[0] = 1.0                                      # channel 0: sum 9 under a ones filter
     a[1, 2, 0] = 20.0                               # channel 1: one strong pixel, bottom-left
     W = torch.ones(1, 2, 3, 3)
-    # output (0, 1, 1) with pad 1 sees the whole 3×3 input: channel 1 (20) beats 0 (9);
-    # inside channel 1 the largest contribution is at row 2, col 0.
-    assert F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1) == {(1, 2, 0)}
+    # output (0, 1, 1) with pad 1 sees the whole 3×3 input: channel 1 (20) beats 0 (9).
+    # The official rule keeps the point at the window centre (1, 1); "strongest" moves it to
+    # the position where channel 1 contributes most: row 2, col 0.
+    assert F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1) == {(1, 1, 1)}
+    assert F.conv_rule({(0, 1, 1)}, a, W, (1, 1), (1, 1), 1, position="strongest") == {(1, 2, 0)}
     W[0, 1] = -1.0                                  # channel 1 now contributes -20
     out = F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1)
-    assert {p[0] for p in out} == {0}
+    assert out == {(0, 1, 1)}
+
+
+def test_strongest_never_picks_padding_or_the_first_of_a_tie():
+    W = torch.full((1, 1, 3, 3), -1.0)
+    a = torch.ones(1, 3, 3)
+    # output (0, 1, 2), pad 1: the window's right column is padding (contribution 0), every
+    # real position contributes -1. Argmax would pick the padded (0, 3) and clamp it to the
+    # border (0, 2); no real position contributes positively, so the point stays.
+    assert F.conv_rule({(0, 1, 2)}, a, W, (1, 1), (1, 1), 1, position="strongest") == {(0, 1, 2)}
+    assert F.conv_rule({(0, 2, 2)}, a, W, (1, 1), (1, 1), 1, position="strongest") == {(0, 2, 2)}
+    # a dead window (all zeros, a ReLU that did not fire): argmax says the top-left corner,
+    # the rule keeps the centre
+    zeros = torch.zeros(1, 5, 5)
+    assert F.conv_rule({(0, 2, 2)}, zeros, torch.ones(1, 1, 3, 3), (1, 1), (1, 1), 1,
+                       position="strongest") == {(0, 2, 2)}
+    # a tie between (1, 1), the top-left of the window, and (2, 3), nearer the centre (2, 2)
+    tie = torch.zeros(1, 5, 5)
+    tie[0, 1, 1] = tie[0, 2, 3] = 4.0
+    assert F.conv_rule({(0, 2, 2)}, tie, torch.ones(1, 1, 3, 3), (1, 1), (1, 1), 1,
+                       position="strongest") == {(0, 2, 3)}
+    # a unique strongest position still wins
+    tie[0, 1, 1] = 5.0
+    assert F.conv_rule({(0, 2, 2)}, tie, torch.ones(1, 1, 3, 3), (1, 1), (1, 1), 1,
+                       position="strongest") == {(0, 1, 1)}
+    with pytest.raises(ValueError, match="position is one of"):
+        F.backtrack(PoolNet(), torch.zeros(1, 1, 4, 4), 0, position="argmax")
 
 
 def test_grouped_and_strided_conv_windows():
     a = torch.arange(4 * 4 * 4, dtype=torch.float32).view(4, 4, 4)
     W = torch.ones(4, 1, 2, 2)                      # depthwise 2×2, stride 2, no padding
     # output (3, 1, 0) of a depthwise conv reads only input channel 3, rows 2-3, cols 0-1;
-    # a grows with the index, so the largest contribution is at (3, 1).
-    assert F.conv_rule({(3, 1, 0)}, a, W, stride=(2, 2), pad=(0, 0), groups=4) == {(3, 3, 1)}
+    # the window's centre (rounded to the top-left for an even kernel) is (2, 0); a grows
+    # with the index, so the largest contribution is at (3, 1).
+    assert F.conv_rule({(3, 1, 0)}, a, W, stride=(2, 2), pad=(0, 0), groups=4) == {(3, 2, 0)}
+    assert F.conv_rule({(3, 1, 0)}, a, W, (2, 2), (0, 0), 4, position="strongest") == {(3, 3, 1)}
 
 
-def test_pooling_follows_the_switch():
+def test_pooling_follows_the_switch_and_keeps_every_tied_maximum():
     a = torch.tensor([[[1.0, 5.0, 2.0, 0.0],
                        [3.0, 4.0, 9.0, 1.0],
                        [0.0, 0.0, 1.0, 1.0],
@@ -68,6 +99,8 @@ def test_pooling_follows_the_switch():
     assert switch((0, 1, 0)) == {(0, 3, 0)}
     assert switch((0, 1, 1)) == {(0, 3, 3)}
     assert F.pool_rule({(0, 0, 0)}, a, (1, 1)) == {(0, 1, 2)}             # global pool
+    saturated = torch.tensor([[[6.0, 1.0], [2.0, 6.0]]])                   # ReLU6 at its cap
+    assert F.pool_rule({(0, 0, 0)}, saturated, (1, 1)) == {(0, 0, 0), (0, 1, 1)}
 
 
 def test_residual_follows_the_larger_input_and_concat_shifts_channels():
@@ -197,14 +230,122 @@ def test_no_gradients_deterministic_and_model_untouched(lite):
     assert count_hooks(lite) == 0
 
 
-def test_fixations_fall_on_the_cat(lite):
-    box = json.loads((DATA_DIR / "annotations.json").read_text())["cat"]["Egyptian cat"]
-    image = load_image("cat")
-    points, label = F.cnn_fixations(lite, image)
-    assert label == 285                                  # Egyptian cat
-    kept = F.remove_outliers(points, image.size[::-1])
-    inside = [box[0] <= x <= box[2] and box[1] <= y <= box[3] for y, x in kept]
-    assert len(kept) >= 10 and sum(inside) / len(inside) >= 0.7
+class SamePadConv(nn.Conv2d):
+    """TensorFlow 'same' padding as EfficientNet's convs hold it: a padding module inside."""
+
+    def __init__(self):
+        super().__init__(1, 1, 3, stride=2, bias=False)
+        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))       # left, right, top, bottom
+
+    def forward(self, x):
+        return super().forward(self.static_padding(x))
+
+
+class SamePadNet(nn.Module):
+    """A 3×3 conv of stride 2 padded only at the bottom and right (as in EfficientNet), then
+    a global max pool and a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = SamePadConv()
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.fc.weight.fill_(1.0)
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+def test_the_window_centre_under_asymmetric_padding():
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 3, 3] = 1.0
+    # the output is 2×2; output (1, 1) reads rows 2-4 and cols 2-4 (4 is padding), sums 1,
+    # the largest: the switch. Its window's centre is input (3, 3): 2·1 + 1, not 2·1.
+    points, layers = F.backtrack(SamePadNet(), x, 0, return_layers=True)
+    assert points == [(3, 3)]
+    assert layers["pool"].centres == {(0, 1, 1): (3, 3)}        # its receptive field's centre
+    assert F.layer_pixels(layers["conv"]) == {(3, 3): 1}
+
+
+class TwoChannelNet(nn.Module):
+    """Two input channels copied by a 1×1 conv, a global max pool, a linear layer that reads
+    both with positive weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1, bias=False)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.fc.weight.fill_(1.0)
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+def test_counting_keeps_the_paths_that_the_sets_merge():
+    x = torch.zeros(1, 2, 3, 3)
+    x[0, :, 1, 2] = 2.0                     # both channels peak at (1, 2)...
+    x[0, 1, 0, 0] = 1.0                     # ...channel 1 is also on at (0, 0), weaker
+    net = TwoChannelNet()
+    # class -> both channels (positive contributions) -> both switches at (1, 2) -> the 1×1
+    # conv keeps each channel -> two points at pixel (1, 2): one point as a set, two paths.
+    assert F.backtrack(net, x, 0) == [(1, 2)]
+    assert F.backtrack(net, x, 0, count=True) == {(1, 2): 2}
+    kept, heat = F.fixation_heatmap(Counter({(1, 2): 2, (40, 40): 1}), (60, 60))
+    assert kept == {(1, 2): 2, (40, 40): 1}          # 2 of 3 paths near (1, 2): not outliers
+    assert heat[1, 2] > heat[40, 40]                 # two paths weigh twice
+    assert F.share_inside(Counter({(1, 2): 2, (40, 40): 1}), (0, 0, 10, 10)) == pytest.approx(2 / 3)
+    assert F.share_inside([(1, 2), (40, 40)], (0, 0, 10, 10)) == pytest.approx(1 / 2)
+
+
+# ------------------------------------------------------------------ the bundled model
+
+def test_on_a_network_without_max_pooling_the_official_rule_never_moves_a_point(lite):
+    """EfficientNet-Lite0 has no pooling but the global one: below the global switch, the
+    window-centre rule keeps every point on its 7×7 cell, so the pixels are the centres of
+    the receptive fields of the switches' cells; counted paths are conserved at every depth."""
+    x = lite.spec.preprocess("squirrel")
+    points, layers = F.backtrack(lite, x, "fox squirrel", return_layers=True)
+    start = layers["pool"]                           # the points at the last block's output
+    assert start.shape[1:] == (7, 7) and len(points) <= 49
+    assert points == sorted(set(start.centres.values()))
+    counted = F.backtrack(lite, x, "fox squirrel", count=True)
+    assert counted == F.layer_pixels(start) and sorted(counted) == points
+    totals = {sum(layer.points.values()) for layer in layers.values() if layer.cut and layer.centres}
+    assert totals == {sum(counted.values())}
+
+
+@pytest.mark.parametrize("name", ["squirrel", "ping_pong"])
+def test_counted_fixations_localise_the_object_against_chance(lite, name):
+    """The object covers 26% (squirrel) and 4.5% (ping-pong ball) of the photo: by chance
+    that share of the points would fall in its box. Counted, the fixations fall there at
+    least twice as often and the map's peak is on the object; as sets (the paper), the
+    share is lower, since merging drops how many channels chose a cell."""
+    image = load_image(name)
+    [(label, box)] = annotations()[name].items()
+    area = (box[2] - box[0]) * (box[3] - box[1]) / (image.size[0] * image.size[1])
+    counted, target = F.cnn_fixations(lite, image, label, count=True)
+    as_set, _ = F.cnn_fixations(lite, image, label)
+    assert F.share_inside(counted, box) > 2 * area
+    assert F.share_inside(as_set, box) < F.share_inside(counted, box)
+    _, heat = F.fixation_heatmap(counted, image.size[::-1])
+    assert pointing_hit(heat, [box])
+
+
+def test_counted_fixations_tell_two_classes_apart(lite):
+    """fruits: an orange and a lemon. Each class's counted fixations fall in its own box more
+    often than the other class's fixations do."""
+    boxes = annotations()["fruits"]
+    orange, _ = F.cnn_fixations(lite, "fruits", "orange", count=True)
+    lemon, _ = F.cnn_fixations(lite, "fruits", "lemon", count=True)
+    assert F.share_inside(orange, boxes["orange"]) > F.share_inside(lemon, boxes["orange"])
+    assert F.share_inside(lemon, boxes["lemon"]) > F.share_inside(orange, boxes["lemon"])
 
 
 def test_another_class_gives_other_fixations(lite):

@@ -5,30 +5,46 @@ discriminative image regions", IEEE TIP 2019 (arXiv 1708.06670).
 
 One forward pass records every layer's input. Then, starting from the class neuron, the
 set of *fixations* is carried down the network, layer by layer, to pixel positions. The
-rules follow the official code (val-iisc/cnn-fixations); here they run on the traced
-graph of any torchvision-style CNN instead of one hand-written path per network:
+rules follow the official code (val-iisc/cnn-fixations, demo/layers.py and the demo
+notebooks); here they run on the traced graph of any torchvision-style CNN instead of one
+hand-written path per network:
 
 * FC → FC (the input is a vector): keep every input neuron j with a positive
-  contribution a_j · W_ij to a kept neuron i.
+  contribution a_j · W_ij to a kept neuron i (layers.py ``fc``).
 * FC → conv (the input is a flattened H×W>1 map): keep the single best contributor
-  argmax_j a_j · W_ij, a point (channel, y, x).
-* conv (grouped and depthwise too): for a point (k, y, x), the input window under it
-  contributes Σ_window a_c · W'_kc for each input channel c; keep the channel with the
-  largest contribution, and move the point to the window position where that channel
-  contributes most. (The official code keeps the window centre for AlexNet/VGG and takes
-  the strongest position in the window for ResNet's 3×3 convs; one rule for all here. For
-  1×1 convs nothing moves.) W' is the weight with the BatchNorm that follows the conv
-  folded in (scale γ/√(σ²+ε) per output channel): a negative scale flips the choice.
-* max / average pooling (adaptive and global too): the argmax inside the pooling window,
-  same channel ("the switch"; the official code treats ResNet's global pool this way).
+  argmax_j a_j · W_ij, a point (channel, y, x) (layers.py ``fc``, ``data.ndim == 3``).
+* conv (grouped and depthwise too): for a point (k, y, x), each input channel c
+  contributes Σ_window a_c · W'_kc over the (zero-padded) window under the point; keep the
+  channel c* with the largest contribution (layers.py ``conv``). W' is the weight with the
+  BatchNorm that follows the conv folded in (scale γ/√(σ²+ε) per output channel). The
+  point's position is one of two rules (``POSITIONS``):
+  "centre" (default, the official code): the point keeps its place on the grid, the centre
+  of its window (layers.py ``conv`` returns (S·y, S·x), which is the window centre for
+  every padded conv of AlexNet, VGG and GoogLeNet; for AlexNet's unpadded conv1 it is the
+  window's corner, 5 px off, a shift we do not copy);
+  "strongest" (ours): the real (not padded) window position where c* contributes most,
+  if it contributes positively anywhere; ties go to the position nearest the centre, and
+  a window with no positive contribution keeps the centre. (The official ResNet demo
+  moves to the strongest *activation* of c* in its 3×3 windows.)
+* max / average pooling (adaptive and global too): the maximum of the same channel inside
+  the pooling window ("the switch"; layers.py ``pool``; the official ResNet code treats the
+  global pool this way). Where several positions share the maximum (ReLU6 saturates at
+  6), all of them are kept, instead of the first in raster order (the top-left one).
 * residual addition out = branch + skip: follow the skip if its activation at the point
-  is ≥ the branch's, else the branch.
-* channel concatenation: the input that owns the channel, channel index shifted.
+  is ≥ the branch's, else the branch (demo_res101.ipynb ``res2res``).
+* channel concatenation: the input that owns the channel (layers.py ``inception``).
 * element-wise layers (ReLU, ReLU6, BatchNorm, dropout, scaling): the point is unchanged.
 
-Points are de-duplicated after every layer (they are sets). At the input, points are pixel
-positions; outliers are dropped (a point needs more than 5% of all points within 0.1 ×
-the image diagonal) and a Gaussian blur (σ = 20 px at 224 px) turns them into a map.
+The paper keeps the points of each layer as a *set*: a point reached along several paths is
+one point. The walk here also counts the paths that reach each point (the rules route each
+point on its own, so the set is exactly the counted points' keys); ``count=True`` returns
+the counts. On a network without max pooling that number is the only thing that tells the
+object from the background (notebook 06 measures it).
+
+At the input, points are pixel positions; outliers are dropped (a point needs more than 5%
+of all points within 0.1 × the image diagonal; demo/utils.py ``out_rem``) and a Gaussian
+blur (σ = 20 px at 224 px; demo/utils.py ``heatmap`` uses 20 px of the photo) turns them
+into a map.
 
 Coordinates (as everywhere in ``utils``, see utils/README.md): a point is (y, x), row then
 column, in whole pixels. ``backtrack`` returns points of the network input (S×S, the whole
@@ -38,7 +54,7 @@ photo (``to_image_coordinates``). Sizes are (H, W), like array shapes; only PIL'
 """
 import math
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict, namedtuple
 
 import numpy as np
 import torch
@@ -50,12 +66,14 @@ from torch.nn.modules.utils import _pair
 from .hooks import model_guard
 from .images import load_image, one_image
 from .plotting import MAX_PER_ROW
+from .receptive_field import Axis
 from .targets import check_target, choose_target
 
 ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.BatchNorm1d, nn.Dropout,
                        nn.Identity, nn.LeakyReLU, nn.Hardtanh)
 POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 LEAF_MODULES = (nn.Conv2d, nn.Linear) + ELEMENTWISE_MODULES + POOL_MODULES
+POSITIONS = ("centre", "strongest")          # where a conv moves a point: see conv_rule
 
 
 class _Tracer(fx.Tracer):
@@ -98,27 +116,29 @@ def record(graph_module, x):
 
 def fc_rule(points, a, weight, spatial_input):
     """FC layer. ``a``: input vector (D,); ``weight``: (out, D); points: {(i,)}."""
-    contributions = a[None, :] * weight                        # out × D
     kept = set()
     for (i,) in points:
-        row = contributions[i]
+        contributions = a * weight[i]                          # c_j = a_j · W_ij
         if spatial_input:                                      # FC -> conv: single best
-            kept.add((int(row.argmax()),))
+            kept.add((int(contributions.argmax()),))
         else:                                                  # FC -> FC: all positive
-            kept.update((int(j),) for j in torch.nonzero(row > 0).flatten().tolist())
+            kept.update((int(j),) for j in torch.nonzero(contributions > 0).flatten().tolist())
     return kept
 
 
-def conv_rule(points, a, weight, stride, pad, groups):
+def conv_rule(points, a, weight, stride, pad, groups, position="centre"):
     """Conv layer. ``a``: input (C, H, W); ``weight``: (K_out, C/groups, kh, kw), BN folded.
 
-    A point (k, y, x) goes to (c*, y*, x*): c* = argmax_c Σ_window a_c · W_kc, the input
-    channel contributing most, and (y*, x*) the window position where c* contributes most.
+    A point (k, y, x) goes to channel c* = argmax_c Σ_window a_c · W_kc, the input channel
+    contributing most (zero padding contributes nothing), at ``position`` "centre" (the
+    official code: the centre of the window, the same place on the grid) or "strongest"
+    (the real window position where c* contributes most; see ``strongest_position``).
     """
     C, H, W = a.shape
     kh, kw = weight.shape[2:]
     in_per_group = C // groups
     out_per_group = weight.shape[0] // groups
+    centre = ((kh - 1) // 2, (kw - 1) // 2)
     kept = set()
     for k, y, x in points:
         top, left = stride[0] * y - pad[0], stride[1] * x - pad[1]
@@ -126,9 +146,37 @@ def conv_rule(points, a, weight, stride, pad, groups):
         window = _window(a[first:first + in_per_group], top, left, kh, kw)
         contribution = window * weight[k]                      # C/groups × kh × kw
         best = int(contribution.sum(dim=(1, 2)).argmax())
-        dy, dx = np.unravel_index(int(contribution[best].argmax()), (kh, kw))
-        kept.add((first + best, min(max(top + int(dy), 0), H - 1), min(max(left + int(dx), 0), W - 1)))
+        dy, dx = centre
+        if position == "strongest" and kh * kw > 1:
+            real = _on_map(top, left, kh, kw, H, W)
+            dy, dx = strongest_position(contribution[best], real, centre)
+        kept.add((first + best, min(max(top + dy, 0), H - 1), min(max(left + dx, 0), W - 1)))
     return kept
+
+
+def strongest_position(contribution, real, centre):
+    """(dy, dx) in a kh×kw window: the largest positive ``contribution`` among the ``real``
+    positions (a kh×kw mask, False on padding; None: all real), the one nearest ``centre``
+    if several tie; ``centre`` when none contributes positively (a dead ReLU, padding)."""
+    values = contribution if real is None else contribution.masked_fill(~real, -math.inf)
+    flat = int(values.argmax())
+    top = values.flatten()[flat]
+    if not top > 0:
+        return centre
+    ys, xs = torch.nonzero(values == top, as_tuple=True)
+    if len(ys) == 1:
+        return int(ys[0]), int(xs[0])
+    nearest = int(((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2).argmin())
+    return int(ys[nearest]), int(xs[nearest])
+
+
+def _on_map(top, left, kh, kw, H, W):
+    """kh×kw mask, True where the window starting at (top, left) lies on the H×W map; None
+    if it lies on the map entirely."""
+    if top >= 0 and left >= 0 and top + kh <= H and left + kw <= W:
+        return None
+    rows, cols = torch.arange(top, top + kh), torch.arange(left, left + kw)
+    return ((rows >= 0) & (rows < H))[:, None] & ((cols >= 0) & (cols < W))[None, :]
 
 
 def _window(a, top, left, kh, kw):
@@ -144,7 +192,8 @@ def _window(a, top, left, kh, kw):
 
 
 def pool_rule(points, a, out_size, kernel=None, stride=None, pad=(0, 0)):
-    """Pooling. Each (c, y, x) goes to the argmax of channel c inside its window."""
+    """Pooling. Each (c, y, x) goes to the maximum of channel c inside its window (all the
+    positions that share it, if several do)."""
     C, H, W = a.shape
     kept = set()
     for c, y, x in points:
@@ -156,8 +205,8 @@ def pool_rule(points, a, out_size, kernel=None, stride=None, pad=(0, 0)):
             y1, x1 = y0 + kernel[0], x0 + kernel[1]
         y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, H), min(x1, W)
         window = a[c, y0:y1, x0:x1]
-        dy, dx = np.unravel_index(int(window.argmax()), tuple(window.shape))
-        kept.add((c, y0 + int(dy), x0 + int(dx)))
+        for dy, dx in torch.nonzero(window == window.max()).tolist():
+            kept.add((c, y0 + dy, x0 + dx))
     return kept
 
 
@@ -182,7 +231,7 @@ def cat_rule(points, sizes):
 # ------------------------------------------------------------------- the graph walk
 
 def _conv_padding(module):
-    """Symmetric padding of the conv plus any static 'same' padding module inside it."""
+    """(top, left) padding of the conv, plus any static 'same' padding module inside it."""
     pad = list(_pair(module.padding)) if not isinstance(module.padding, str) else [0, 0]
     static = getattr(module, "static_padding", None)
     if isinstance(static, nn.ZeroPad2d):
@@ -213,12 +262,15 @@ def _fold(gm, node):
     return weight
 
 
+def _is_flatten(node):
+    return (node.op == "call_function" and node.target is torch.flatten) or \
+        (node.op == "call_method" and node.target in ("view", "reshape", "flatten"))
+
+
 def _spatial_vector(node, values):
     """True if this vector node is a flattened map with H×W > 1 (walks element-wise ops)."""
     while True:
-        is_flatten = (node.op == "call_function" and node.target is torch.flatten) or \
-            (node.op == "call_method" and node.target in ("view", "reshape", "flatten"))
-        if is_flatten:
+        if _is_flatten(node):
             source = values[node.args[0]]
             return source.dim() == 4 and source.shape[2] * source.shape[3] > 1
         inputs = node.all_input_nodes
@@ -241,102 +293,209 @@ def record_forward(model, x, graph=None):
         return gm, record(gm, x)
 
 
-def backtrack(model, x, target=None, recorded=None, return_layers=False):
-    """Fixations for class ``target`` on one image ``x`` (1×3×H×W): sorted (y, x) pixels.
+Layer = namedtuple("Layer", "points shape centres cut")
+Layer.__doc__ = """The points as they reach one layer's input: {(c, y, x): paths} (the
+paper's set is its keys), the input's shape (C, H, W) (or (D,) for a vector), each point's
+input pixel at the centre of its receptive field, {(c, y, x): (y, x)} (None for a vector),
+and ``cut``: True if every path of the network runs through this input (a block boundary),
+so that it holds *all* the points at that depth (inside a residual block the points that
+took the skip are elsewhere)."""
+
+
+def backtrack(model, x, target=None, recorded=None, return_layers=False, position="centre",
+              count=False):
+    """Fixations for class ``target`` on one image ``x`` (1×3×H×W): pixels of the input.
 
     ``target``: a class index or label (None: the predicted class; ``utils.targets``).
-    ``recorded`` is an earlier ``record_forward(model, x)``. With ``return_layers=True``
-    also returns {layer name: (points, input shape)} for every conv, pool and linear layer
-    on the way, the points as they reach that layer's input.
+    ``recorded`` is an earlier ``record_forward(model, x)``. ``position``: where a conv
+    moves a point, "centre" (the official code) or "strongest" (``conv_rule``).
+    ``count=False`` (the paper): the points of every layer are a set, and the sorted list
+    of distinct (y, x) comes back. ``count=True``: a ``Counter`` {(y, x): number of paths
+    from the class neuron} (its keys are the same pixels).
+    With ``return_layers=True`` also returns {layer name: ``Layer``} for every conv, pool
+    and linear layer on the way, from the class down to the pixels.
     """
+    if position not in POSITIONS:
+        raise ValueError(f"position is one of {POSITIONS}, not {position!r}")
     x = one_image(x, model)
     targets = check_target(model, target, 1)
     gm, values = recorded or record_forward(model, x)
     output = _output_node(gm)
     target = int(choose_target(targets, values[output])[0])
-    pending = defaultdict(set)
-    pending[output] = {(target,)}
-    layers = {}
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    pending = defaultdict(Counter)
+    pending[output][(target,)] = 1
+    reached = {}                                   # node -> its points, once all are in
     for node in reversed(list(gm.graph.nodes)):
-        if node.op in ("placeholder", "get_attr"):
+        if node.op in ("placeholder", "get_attr") or not pending.get(node):
             continue
-        points = pending.pop(node, set())
-        if not points:
-            continue
-        routed = _route(gm, node, points, values, order)
-        for source, source_points in routed.items():
-            pending[source] |= source_points
-        if return_layers and node.op == "call_module" and isinstance(
-                gm.get_submodule(node.target), (nn.Conv2d, nn.Linear) + POOL_MODULES):
-            source = node.all_input_nodes[0]
-            layers[node.target] = (routed[source], tuple(values[source].shape[1:]))
+        reached[node] = pending.pop(node)
+        rule = _rule(gm, node, values, order, position)
+        for point, paths in reached[node].items():
+            for source, sources in rule({point}).items():
+                for q in sources:
+                    pending[source][q] += paths
     image = next(n for n in gm.graph.nodes if n.op == "placeholder")
-    pixels = sorted({(p[-2], p[-1]) for p in pending[image]})
-    return (pixels, layers) if return_layers else pixels
+    reached[image] = pending[image]
+    pixels = Counter()
+    for (*_, y, x_), paths in reached[image].items():
+        pixels[(y, x_)] += paths
+    pixels = pixels if count else sorted(pixels)
+    return (pixels, _layers(gm, values, reached)) if return_layers else pixels
+
+
+def _rule(gm, node, values, order, position):
+    """The node's rule as a function: points at its output -> {input node: points}."""
+    inputs = [a for a in node.args if isinstance(a, fx.Node)]
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        a = _batch0(values[inputs[0]])
+        if isinstance(module, nn.Linear):
+            spatial, weight = _spatial_vector(inputs[0], values), module.weight.detach()
+            return lambda points: {inputs[0]: fc_rule(points, a, weight, spatial)}
+        if isinstance(module, nn.Conv2d):
+            if _pair(module.dilation) != (1, 1):
+                raise NotImplementedError("dilated convolutions are not supported")
+            weight, stride, pad = _folded_weight(gm, node), _pair(module.stride), _conv_padding(module)
+            return lambda points: {inputs[0]: conv_rule(points, a, weight, stride, pad, module.groups,
+                                                        position)}
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            out = tuple(values[node].shape[2:])
+            return lambda points: {inputs[0]: pool_rule(points, a, out)}
+        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+            return lambda points: {inputs[0]: pool_rule(points, a, None, kernel, stride,
+                                                        _pair(module.padding))}
+        if isinstance(module, ELEMENTWISE_MODULES):
+            return lambda points: {inputs[0]: points}
+        raise NotImplementedError(f"no CNN-Fixations rule for {type(module).__name__} ({node.target})")
+    target = node.target
+    if _is_flatten(node):
+        shape = tuple(_batch0(values[inputs[0]]).shape)
+        return lambda points: {inputs[0]: {tuple(int(v) for v in np.unravel_index(p[0], shape))
+                                           if len(p) == 1 and len(shape) > 1 else p for p in points}}
+    if target in (torch.add, "add", "__add__", "iadd", "__iadd__") or getattr(target, "__name__", "") in ("add", "iadd"):
+        tensors = [a for a in node.args if isinstance(a, fx.Node)]
+        if len(tensors) == 2 and values[tensors[0]].shape == values[tensors[1]].shape:
+            skip, branch = sorted(tensors, key=order.get)      # the skip was computed first
+            skip_value, branch_value = _batch0(values[skip]), _batch0(values[branch])
+
+            def route(points):
+                to_skip, to_branch = add_rule(points, skip_value, branch_value)
+                return {skip: to_skip, branch: to_branch}
+            return route
+        return lambda points: {tensors[0]: points}
+    if target is torch.cat:
+        tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim != 1:
+            raise NotImplementedError("only channel concatenation (dim=1) is supported")
+        sizes = [values[t].shape[1] for t in tensors]
+        return lambda points: {tensors[i]: pts for i, pts in cat_rule(points, sizes).items()}
+    # element-wise functions and methods (relu, scaling, unsqueeze, getitem of channels...)
+    return lambda points: {inputs[0]: points} if inputs else {}
 
 
 def _batch0(value):
     return value[0] if isinstance(value, torch.Tensor) and value.dim() >= 2 else value
 
 
-def _route(gm, node, points, values, order):
-    """Apply the node's rule: {input node: points at that input}."""
-    inputs = [a for a in node.args if isinstance(a, fx.Node)]
-    if node.op == "call_module":
-        module = gm.get_submodule(node.target)
-        a = _batch0(values[inputs[0]])
-        if isinstance(module, nn.Linear):
-            spatial = _spatial_vector(inputs[0], values)
-            return {inputs[0]: fc_rule(points, a, module.weight.detach(), spatial)}
-        if isinstance(module, nn.Conv2d):
-            if _pair(module.dilation) != (1, 1):
-                raise NotImplementedError("dilated convolutions are not supported")
-            return {inputs[0]: conv_rule(points, a, _folded_weight(gm, node), _pair(module.stride),
-                                         _conv_padding(module), module.groups)}
-        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            out = values[node].shape[2:]
-            return {inputs[0]: pool_rule(points, a, tuple(out))}
-        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            return {inputs[0]: pool_rule(points, a, None, _pair(module.kernel_size),
-                                         _pair(module.stride or module.kernel_size),
-                                         _pair(module.padding))}
-        if isinstance(module, ELEMENTWISE_MODULES):
-            return {inputs[0]: points}
-        raise NotImplementedError(f"no CNN-Fixations rule for {type(module).__name__} ({node.target})")
-    target = node.target
-    if target in (torch.flatten,) or (node.op == "call_method" and target in ("view", "reshape", "flatten")):
-        shape = tuple(_batch0(values[inputs[0]]).shape)
-        return {inputs[0]: {tuple(int(v) for v in np.unravel_index(p[0], shape)) if len(p) == 1
-                            and len(shape) > 1 else p for p in points}}
-    if target in (torch.add, "add", "__add__", "iadd", "__iadd__") or getattr(target, "__name__", "") in ("add", "iadd"):
-        tensors = [a for a in node.args if isinstance(a, fx.Node)]
-        if len(tensors) == 2 and values[tensors[0]].shape == values[tensors[1]].shape:
-            skip, branch = sorted(tensors, key=order.get)      # the skip was computed first
-            to_skip, to_branch = add_rule(points, _batch0(values[skip]), _batch0(values[branch]))
-            return {skip: to_skip, branch: to_branch}
-        return {tensors[0]: points}
-    if target is torch.cat:
-        tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if dim != 1:
-            raise NotImplementedError("only channel concatenation (dim=1) is supported")
-        routed = cat_rule(points, [values[t].shape[1] for t in tensors])
-        return {tensors[i]: pts for i, pts in routed.items()}
-    # element-wise functions and methods (relu, scaling, unsqueeze, getitem of channels...)
-    return {inputs[0]: points} if inputs else {}
+def _layers(gm, values, reached):
+    """{name: Layer} for the conv, pool and linear modules the walk went through, deep first."""
+    axes, cuts = _grid_axes(gm, values), _cut_nodes(gm)
+    layers = {}
+    for node in reversed(list(gm.graph.nodes)):
+        if node in reached and node.op == "call_module" and isinstance(
+                gm.get_submodule(node.target), (nn.Conv2d, nn.Linear) + POOL_MODULES):
+            source = node.all_input_nodes[0]
+            points = reached.get(source, Counter())
+            layers[node.target] = Layer(points, tuple(values[source].shape[1:]),
+                                        _centres(points, axes.get(source)), source in cuts)
+    return layers
+
+
+def _cut_nodes(gm):
+    """Nodes that every path from the input to the output runs through: no edge of the
+    graph jumps over them (in the graph's order)."""
+    nodes = list(gm.graph.nodes)
+    order = {node: i for i, node in enumerate(nodes)}
+    reach, cuts = -1, set()                  # reach: the furthest node an earlier one feeds
+    for i, node in enumerate(nodes):
+        if reach <= i:
+            cuts.add(node)
+        reach = max([reach] + [order[user] for user in node.users])
+    return cuts
+
+
+def _grid_axes(gm, values):
+    """{node: (rows, cols)} receptive-field ``Axis`` of every 4-D map (utils.receptive_field):
+    the unit at (y, x) is centred on input pixel (rows.start + y·rows.jump, cols.start + ...)."""
+    axes = {}
+    for node in gm.graph.nodes:
+        inputs = [n for n in node.all_input_nodes if n in axes]
+        if node.op == "placeholder":
+            axes[node] = (Axis(1, 1, 0.0), Axis(1, 1, 0.0))
+        elif inputs and isinstance(values.get(node), torch.Tensor) and values[node].dim() == 4:
+            rows, cols = axes[inputs[0]]
+            module = gm.get_submodule(node.target) if node.op == "call_module" else None
+            if isinstance(module, nn.Conv2d):
+                kernel, stride, pad = module.kernel_size, _pair(module.stride), _conv_padding(module)
+            elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+                kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+                pad = _pair(module.padding)
+            elif values[node].shape[2:] != values[inputs[0]].shape[2:]:
+                continue                                       # a resize we do not follow
+            else:
+                axes[node] = (rows, cols)                      # element-wise, add, cat
+                continue
+            axes[node] = (rows.through(kernel[0], stride[0], pad[0]),
+                          cols.through(kernel[1], stride[1], pad[1]))
+    return axes
+
+
+def _centres(points, axes):
+    """{(c, y, x): input pixel (y, x) at the centre of its receptive field}, or None for
+    points that are not on a map."""
+    if axes is None or not points or len(next(iter(points))) != 3:
+        return None
+    rows, cols = axes
+    return {(c, y, x): (round(rows.start + y * rows.jump), round(cols.start + x * cols.jump))
+            for c, y, x in points}
+
+
+def layer_pixels(layer, count=True):
+    """A layer's points at their receptive fields' centres: Counter {(y, x): paths}, or with
+    ``count=False`` {(y, x): distinct points} (the paper's set, each point once)."""
+    pixels = Counter()
+    for point, centre in layer.centres.items():
+        pixels[centre] += layer.points[point] if count else 1
+    return pixels
 
 
 # ------------------------------------------------------------------- points -> map
 
+def _weighted(points):
+    """A list of (y, x) (repeats allowed) or a {(y, x): weight} mapping -> (N×2 array, N weights)."""
+    if isinstance(points, dict):
+        return np.asarray(list(points), dtype=float).reshape(-1, 2), np.asarray(list(points.values()), dtype=float)
+    return np.asarray(points, dtype=float).reshape(-1, 2), np.ones(len(points))
+
+
 def remove_outliers(points, image_size, share=0.05, radius=0.1):
-    """Keep points with more than ``share`` of all points within ``radius`` × diagonal."""
+    """Keep points with more than ``share`` of all points within ``radius`` × diagonal.
+
+    ``points``: a list of (y, x), or a Counter {(y, x): paths} whose points weigh their
+    paths (then a Counter comes back).
+    """
     if len(points) == 0:
-        return []
-    array = np.asarray(points, dtype=float)
+        return type(points)() if isinstance(points, dict) else []
+    array, weights = _weighted(points)
     diagonal = math.hypot(*image_size)
     distances = np.linalg.norm(array[:, None] - array[None], axis=2)
-    neighbours = (distances <= radius * diagonal).sum(axis=1)
-    return [tuple(p) for p, n in zip(points, neighbours) if n > share * len(points)]
+    neighbours = ((distances <= radius * diagonal) * weights[None]).sum(axis=1)
+    keep = neighbours > share * weights.sum()
+    if isinstance(points, dict):
+        return Counter({p: w for (p, w), k in zip(points.items(), keep) if k})
+    return [tuple(p) for p, k in zip(points, keep) if k]
 
 
 def fixation_heatmap(points, size, sigma_at_224=20):
@@ -354,6 +513,7 @@ MAP_GRID = 256      # a map is computed on a grid with at most this many px on i
 def fixation_map(points, size, sigma=None, grid=MAP_GRID):
     """Impulses at the points, blurred by a Gaussian (σ = 20 px at 224, scaled), in [0, 1].
 
+    ``points``: a list of (y, x), or a Counter {(y, x): paths} (an impulse of that height).
     ``size`` = (H, W). A photo larger than ``grid`` px (shorter side) is blurred on a grid of
     that size, with σ scaled alike, and the result upsampled bilinearly: σ is then at least
     ~20 grid cells, so the map stays within a few per cent of the full-size blur while a
@@ -365,14 +525,38 @@ def fixation_map(points, size, sigma=None, grid=MAP_GRID):
     gh, gw = max(1, round(h / scale)), max(1, round(w / scale))
     sy, sx = h / gh, w / gw                      # photo pixels per grid cell
     impulses = np.zeros((gh, gw), dtype=np.float64)
-    for y, x in points:                          # the cell holding each point's centre
-        impulses[min(int((y + 0.5) / sy), gh - 1), min(int((x + 0.5) / sx), gw - 1)] += 1
+    for (y, x), weight in zip(*_weighted(points)):   # the cell holding each point's centre
+        impulses[min(int((y + 0.5) / sy), gh - 1), min(int((x + 0.5) / sx), gw - 1)] += weight
     blurred = gaussian_filter(impulses, (sigma / sy, sigma / sx), mode="constant")
     if (gh, gw) != (h, w):
         blurred = torch.nn.functional.interpolate(torch.from_numpy(blurred)[None, None], size=(h, w),
                                                   mode="bilinear", align_corners=False)[0, 0].numpy()
     top = blurred.max()
     return blurred / top if top > 0 else blurred
+
+
+def share_inside(points, box):
+    """Share of ``points`` (a list of (y, x), or a Counter weighted by paths) inside the box
+    (x0, y0, x1, y1), x1 and y1 exclusive, in the points' own pixels. NaN without points."""
+    array, weights = _weighted(points)
+    if weights.sum() == 0:
+        return float("nan")
+    x0, y0, x1, y1 = box
+    inside = (array[:, 1] >= x0) & (array[:, 1] < x1) & (array[:, 0] >= y0) & (array[:, 0] < y1)
+    return float((weights * inside).sum() / weights.sum())
+
+
+def layer_shares(layers, box, input_size, image_size, count=True):
+    """[(layer name, share of its points inside ``box``)] for the block boundaries on a map
+    (``Layer.cut``: they hold all the points of their depth), deep first.
+
+    ``box`` is in photo pixels (``images.annotations()``); each point is taken at the centre
+    of its receptive field, carried to the photo (``image_size`` = PIL's (W, H)). A point
+    weighs its paths, or with ``count=False`` (the paper's sets) 1.
+    """
+    return [(name, share_inside(to_image_coordinates(layer_pixels(layer, count), input_size,
+                                                     image_size), box))
+            for name, layer in layers.items() if layer.centres and layer.cut]
 
 
 def five_crops(image, size=224, resize=256):
@@ -389,12 +573,19 @@ def five_crops(image, size=224, resize=256):
 
 def to_image_coordinates(points, input_size, image_size):
     """(y, x) in the network input (``input_size`` = (S, S), the whole image resized) ->
-    (y, x) pixels of the image; ``image_size`` is PIL's ``image.size``, i.e. (W, H)."""
+    (y, x) pixels of the image; ``image_size`` is PIL's ``image.size``, i.e. (W, H).
+    A Counter {(y, x): paths} comes back as a Counter of image pixels."""
     (h_in, w_in), (w, h) = input_size, image_size
-    return [(int((y + 0.5) * h / h_in), int((x + 0.5) * w / w_in)) for y, x in points]
+    move = lambda y, x: (int((y + 0.5) * h / h_in), int((x + 0.5) * w / w_in))
+    if isinstance(points, dict):
+        moved = Counter()
+        for (y, x), paths in points.items():
+            moved[move(y, x)] += paths
+        return moved
+    return [move(y, x) for y, x in points]
 
 
-def cnn_fixations(model, image, target=None, multi_crop=False):
+def cnn_fixations(model, image, target=None, multi_crop=False, position="centre", count=False):
     """Fixations on a PIL image, in its pixel coordinates, and the class backtracked.
 
     ``multi_crop=False``: the whole image resized to the input size (as everywhere in this
@@ -403,17 +594,19 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     ``target``), and every crop that predicts it is backtracked; the union is returned. If
     no crop predicts it, a warning says so and no points come back.
     ``image`` is anything ``load_image`` reads (a bundled name, a path, a PIL image...);
-    points are (y, x) pixels of the upright photo (EXIF rotation applied).
+    points are (y, x) pixels of the upright photo (EXIF rotation applied): a sorted list,
+    or with ``count=True`` a Counter {(y, x): paths}. ``position``: see ``backtrack``.
     """
     spec = model.spec
     device = next(model.parameters()).device
     targets = check_target(model, target, 1)
     image = load_image(image)
+    options = dict(position=position, count=count)
     if not multi_crop:
         x = spec.preprocess(image, device=device)
         recorded = record_forward(model, x)
         target = int(choose_target(targets, recorded[1][_output_node(recorded[0])])[0])
-        points = backtrack(model, x, target, recorded)
+        points = backtrack(model, x, target, recorded, **options)
         return to_image_coordinates(points, x.shape[2:], image.size), target
     from torchvision.transforms.functional import to_tensor
     crops, scale = five_crops(image, spec.size, round(spec.size * 256 / 224))
@@ -421,24 +614,24 @@ def cnn_fixations(model, image, target=None, multi_crop=False):
     with model_guard(model), torch.no_grad():
         probs = model(batch).softmax(dim=1)
     target = int(choose_target(targets, probs.mean(dim=0, keepdim=True))[0])
-    points, graph = set(), trace(model)
+    points, graph = Counter(), trace(model)
     for (crop, (oy, ox)), p, x in zip(crops, probs, batch):
         if int(p.argmax()) == target:
-            recorded = record_forward(model, x[None], graph)
-            points |= {(int((y + oy) / scale), int((x_ + ox) / scale))
-                       for y, x_ in backtrack(model, x[None], target, recorded)}
+            found = backtrack(model, x[None], target, record_forward(model, x[None], graph), **options)
+            for (y, x_), paths in (found.items() if count else zip(found, [1] * len(found))):
+                points[(int((y + oy) / scale), int((x_ + ox) / scale))] += paths
     if not points:
         warnings.warn(f"No crop predicts class {target} ({spec.labels[target]!r}), so no crop "
                       "was backtracked and there are no fixations. Use multi_crop=False, or "
                       "another target.", stacklevel=2)
-    return sorted(points), target
+    return (points if count else sorted(points)), target
 
 
 class FixationExplorer:
     """Fixations for a widget: one recorded forward pass per image, reused for every class."""
 
-    def __init__(self, model):
-        self.model, self.image = model, None
+    def __init__(self, model, position="centre", count=False):
+        self.model, self.image, self.options = model, None, dict(position=position, count=count)
 
     def points(self, image, target=None):
         """Fixations of ``target`` on ``image`` (anything ``load_image`` reads), in the
@@ -448,7 +641,7 @@ class FixationExplorer:
             self.image, self.photo = image, load_image(image)
             self.x = self.model.spec.preprocess(self.photo, device=device)
             self.recorded = record_forward(self.model, self.x)
-        points = backtrack(self.model, self.x, target, self.recorded)
+        points = backtrack(self.model, self.x, target, self.recorded, **self.options)
         return to_image_coordinates(points, self.x.shape[2:], self.photo.size)
 
 
@@ -459,32 +652,27 @@ def _output_node(gm):
 
 # ------------------------------------------------------------------- figures and exercise
 
-def layer_points_in_pixels(points, shape, input_size):
-    """Points (c, y, x) on an h×w map as approximate input pixels (cell centres)."""
-    h, w = shape[-2:]
-    return [((y + 0.5) * input_size[0] / h, (x + 0.5) * input_size[1] / w) for _, y, x in points]
-
-
 def plot_layer_walk(image, layers, input_size, n_panels=8):
     """The fixations as they move down the network: one panel per layer (deep -> shallow).
 
-    Points at a layer are drawn at the centre of their cell on the input; each panel says
-    how many distinct points there are and on what grid.
+    Each point is drawn at the centre of its receptive field; each panel says how many
+    distinct points there are, on what grid, and at how many distinct places.
     """
     import matplotlib.pyplot as plt
-    spatial = [(name, pts, shape) for name, (pts, shape) in layers.items() if len(shape) == 3]
+    spatial = [(name, layer) for name, layer in layers.items() if layer.centres and layer.cut]
     picks = np.unique(np.linspace(0, len(spatial) - 1, n_panels).round().astype(int))
     ncols = min(len(picks), MAX_PER_ROW)
     nrows = -(-len(picks) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.3 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picks):
-        name, points, shape = spatial[i]
-        ys, xs = zip(*layer_points_in_pixels(points, shape, input_size))
+        name, layer = spatial[i]
+        ys, xs = zip(*set(layer.centres.values()))
         ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
         ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
-        ax.set_title(f"{name}\n{len(points)} pts on {shape[1]}×{shape[2]}", fontsize=10)
+        ax.set_title(f"{name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
+                     f"{layer.shape[1]}×{layer.shape[2]}", fontsize=9)
     fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
     fig.tight_layout(h_pad=1.5)
     return fig
