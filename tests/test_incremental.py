@@ -9,14 +9,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from utils.hooks import count_hooks, model_guard
-from utils.incremental import IncrementalOcclusion, span
+from utils.incremental import IncrementalOcclusion, TracingError, span, trace, writes_in_place
 from utils.occlusion import occluded_copies, occlusion, positions
 
 from test_attribution import model_state, same_state
 
 # (window, stride) at a 64 px input: squares ending on the last row and column (16/16, 24/20),
-# and an odd stride whose squares fall differently on each layer's grid (12/9)
-WINDOWS = [(16, 16), (24, 20), (12, 9)]
+# and an odd stride whose squares fall differently on each layer's grid and miss the edge (12/17)
+WINDOWS = [(16, 16), (24, 20), (12, 17)]
 
 
 def random_network(name):
@@ -139,6 +139,44 @@ def test_every_rule_equals_full_inference_on_a_small_network(size, stride):
         run = IncrementalOcclusion(net, x)
         run.forward(0, [0, 14, 28], [28, 14, 0], size, 0.0)
     assert run.macs < 0.5 * run.full_macs
+
+
+class InPlace(nn.Module):
+    """In-place steps: one whose input no later step reads (it can run out of place), and,
+    with ``overwrite_read_map``, one that overwrites a map a later step reads."""
+
+    def __init__(self, overwrite_read_map):
+        super().__init__()
+        torch.manual_seed(0)
+        self.narrow, self.wide, self.fc = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 5, padding=2), \
+            nn.Linear(4, 3)
+        self.overwrite_read_map = overwrite_read_map
+
+    def forward(self, x):
+        x = F.relu(self.narrow(x), inplace=True)
+        y = self.wide(x)
+        if self.overwrite_read_map:
+            x.add_(y)                    # `x` is read below: it must see the sum
+        else:
+            y += x
+            x = y
+        return self.fc(x.amax(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("overwrite_read_map", [False, True])
+def test_in_place_steps_run_out_of_place_or_fall_back_to_full_inference(overwrite_read_map):
+    net = InPlace(overwrite_read_map).eval()
+    x = torch.randn(1, 3, 20, 20)
+    if overwrite_read_map:
+        with pytest.raises(TracingError, match="overwrites a map that later steps read"):
+            trace(net)
+        with pytest.warns(UserWarning, match="whole network instead"):
+            fast = occlusion(net, x, 0, size=4, stride=4, progress=False)
+    else:
+        assert not any(writes_in_place(node) for node in trace(net).nodes)
+        fast = occlusion(net, x, 0, size=4, stride=4, progress=False)
+    full = occlusion(net, x, 0, size=4, stride=4, progress=False, incremental=False)
+    assert (fast["prob"] - full["prob"]).abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("kernel, stride, padding, dilation", [

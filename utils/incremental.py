@@ -23,6 +23,7 @@ The result is the same as running every occluded image through the network (up t
 rounding). The walk follows the network's graph as ``torch.fx`` traces it, so sequences (AlexNet,
 VGG), residual blocks (ResNet, MBConv) and inception blocks are handled by the same few rules.
 """
+import inspect
 import math
 import operator
 from dataclasses import dataclass
@@ -193,8 +194,8 @@ def windowed(window, patch, out_clean):
 # ---- layers that work position by position -----------------------------------------------
 
 POSITIONWISE_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Identity)   # batch norm: eval mode
-POSITIONWISE_FUNCTIONS = {operator.add, torch.add, operator.mul, torch.mul, F.relu, torch.relu, F.relu6,
-                          torch.cat, torch.unsqueeze, operator.getitem}   # the last three: channels
+POSITIONWISE_FUNCTIONS = {operator.add, torch.add, operator.mul, torch.mul, F.relu, torch.relu,
+                          F.relu6, torch.cat, torch.unsqueeze, operator.getitem}  # last 3: channels
 
 
 def positionwise(node, module, out_clean, map_size):
@@ -208,7 +209,7 @@ def positionwise(node, module, out_clean, map_size):
 
 
 def on_union(run, args, kwargs, patches, out_clean):
-    """Run a position-wise step on the union of its inputs' rectangles."""
+    """``run(args, kwargs)``, a position-wise step, on the union of its inputs' rectangles."""
     (height, width), n = patches[0].map_size, len(patches[0].tops)
     tops, h = common_length([min(p.tops[k] for p in patches) for k in range(n)],
                             [max(p.tops[k] + p.size[0] for p in patches) for k in range(n)], height)
@@ -232,19 +233,56 @@ class TracingError(ValueError):
 
 
 def trace(model):
-    """The model's graph of operations (``torch.fx``), with in-place operations made out of
-    place: the clean activations are read again for every occluder position."""
+    """The model's graph of operations, as ``torch.fx`` records them, with each in-place step
+    made out of place (a ``Patch`` is not the tensor it stands for, so it cannot be overwritten;
+    the clean activations are read again for every position)."""
     try:
         graph = fx.Tracer().trace(model)
     except Exception as err:                   # fx raises many kinds; none changes the model
         raise TracingError(f"torch.fx cannot trace {type(model).__name__} "
                            f"({type(err).__name__}: {err}).") from err
+    order = {node: k for k, node in enumerate(graph.nodes)}
     for node in graph.nodes:
-        if node.kwargs.get("inplace"):
-            node.kwargs = {**node.kwargs, "inplace": False}
-        if node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_"):
-            node.target = node.target[:-1]                # x.relu_() -> x.relu()
+        if writes_in_place(node):
+            overwritten = node.args[0]
+            if isinstance(overwritten, fx.Node) and any(order[user] > order[node]
+                                                        for user in overwritten.users):
+                raise TracingError(f"{node.name} overwrites a map that later steps read.")
+            make_out_of_place(node)
     return graph
+
+
+def inplace_argument(node):
+    """The arguments of a function call bound to its parameter names, if it has ``inplace``."""
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+    except (TypeError, ValueError):            # a builtin without a signature, say
+        return None
+    return bound if "inplace" in inspect.signature(node.target).parameters else None
+
+
+def writes_in_place(node):
+    """True for a step that overwrites its first input: ``x.add_(y)``, ``torch.relu_(x)``,
+    ``F.relu(x, inplace=True)``. (``x += y`` is traced as ``x + y``.)"""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    if node.op != "call_function":
+        return False
+    if getattr(node.target, "__name__", "").endswith("_"):
+        return True
+    bound = inplace_argument(node)
+    return bound is not None and bool(bound.arguments.get("inplace"))
+
+
+def make_out_of_place(node):
+    if node.op == "call_method" and callable(getattr(torch.Tensor, node.target[:-1], None)):
+        node.target = node.target[:-1]                         # x.add_(y) -> x.add(y)
+    elif node.op == "call_function" and inplace_argument(node) is not None:
+        bound = inplace_argument(node)
+        bound.arguments["inplace"] = False                     # F.relu(x, inplace=False)
+        node.args, node.kwargs = bound.args, bound.kwargs
+    else:
+        raise TracingError(f"{node.name} works in place ({node.target}).")
 
 
 def output_node(graph, path):
@@ -288,6 +326,9 @@ class CountingInterpreter(fx.Interpreter):
         return output
 
     def compute(self, node, args, kwargs):
+        return self.as_the_model_does(node, args, kwargs)
+
+    def as_the_model_does(self, node, args, kwargs):
         return getattr(self, node.op)(node.target, args, kwargs)
 
 
@@ -302,7 +343,7 @@ class OccludedPass(CountingInterpreter):
     """Runs the graph on B occluded copies of one image, carrying ``Patch``es instead of maps.
 
     ``clean`` holds every node's clean output; the value of the node ``keep`` (a layer whose
-    maps the caller wants) is kept in ``kept`` as B full maps.
+    maps the caller wants) is copied to ``kept`` as B full maps.
     """
 
     def __init__(self, model, graph, clean, keep=None):
@@ -314,7 +355,7 @@ class OccludedPass(CountingInterpreter):
                 self.varying.add(node)
 
     def compute(self, node, args, kwargs):
-        patches = [a for a in _flatten((args, kwargs)) if isinstance(a, Patch)]
+        patches = patches_in((args, kwargs))
         full = any(n in self.varying and not isinstance(self.env[n], Patch)
                    for n in node.all_input_nodes)          # an input already changed everywhere
         if patches and not full:
@@ -323,21 +364,22 @@ class OccludedPass(CountingInterpreter):
             if window is not None and args[0] is patches[0]:
                 return settle(windowed(window, patches[0], out_clean))
             if positionwise(node, module, out_clean, patches[0].map_size):
-                run = lambda *a: super(OccludedPass, self).compute(node, *a)
+                run = lambda a, k: self.as_the_model_does(node, a, k)
                 return settle(on_union(run, args, kwargs, patches, out_clean))
         args, kwargs = map_aggregate((args, kwargs), lambda a: whole(a) if isinstance(a, Patch) else a)
-        return super().compute(node, args, kwargs)          # the layer on whole maps
+        return self.as_the_model_does(node, args, kwargs)   # the layer on whole maps
 
     def run_node(self, node):
         output = super().run_node(node)
         if node is self.keep:
-            self.kept = whole(output) if isinstance(output, Patch) else output
+            self.kept = whole(output) if isinstance(output, Patch) else output.clone()
         return output
 
 
-def _flatten(value):
+def patches_in(arguments):
+    """The ``Patch``es among a step's arguments (which may sit in lists, tuples, dicts)."""
     found = []
-    map_aggregate(value, found.append)
+    map_aggregate(arguments, lambda a: found.append(a) if isinstance(a, Patch) else None)
     return found
 
 

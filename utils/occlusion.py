@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from .env import progress_bar
-from .hooks import (ChannelError, capture_activations, check_channel, layer_path, model_guard,
-                    resolve_layer)
+from .hooks import ChannelError, capture_activations, check_channel, layer_path, model_guard
 from .images import image_batch
 from .incremental import IncrementalOcclusion, TracingError
 from .targets import check_target, choose_target
@@ -81,10 +80,9 @@ def _full_forward(model, x, layer=None):
 
 def _module_path(model, layer):
     """The module path of a role, a path or a module of ``model``."""
-    module = resolve_layer(model, layer)
-    if not isinstance(layer, nn.Module):
-        return layer_path(model, layer)
-    return next(name for name, m in model.named_modules() if m is module)
+    if isinstance(layer, nn.Module):
+        return next(name for name, m in model.named_modules() if m is layer)
+    return layer_path(model, layer)
 
 
 @torch.no_grad()
