@@ -37,7 +37,7 @@ def network(name):
     if name == BUNDLED or cached_weights_path(name).exists():
         return load_model(name, device="cpu", verbose=False), "pretrained"
     torch.manual_seed(0)
-    options = {"googlenet": {"aux_logits": False, "transform_input": True}}
+    options = {"googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True}}
     model = torchvision.models.get_model(name, weights=None, **options.get(name, {})).eval()
     model.spec = REGISTRY[name]
     return model, "random weights"

@@ -7,7 +7,8 @@ that the change reaches: its projective field, a rectangle. A convolution or poo
 kernel k, stride s and padding p computes output row i from input rows i·s − p … i·s − p + k − 1,
 so a change in input rows [a, b) reaches output rows
 
-    ⌊(a + p − k) / s⌋ + 1  ≤  i  <  ⌈(b + p) / s⌉        (clipped to the map; columns alike).
+    ⌈(a + p − k + 1) / s⌉  ≤  i  <  ⌈(b + p) / s⌉      (clipped to the map; columns alike;
+                                                        a kernel dilated by d spans d(k − 1) + 1).
 
 So the network runs once on the clean image and keeps every activation. For each occluder
 position, each layer is recomputed only on that rectangle, from the input rectangle plus the
@@ -22,6 +23,13 @@ rectangle's size, so each layer is one call for the whole batch.
 The result is the same as running every occluded image through the network (up to float
 rounding). The walk follows the network's graph as ``torch.fx`` traces it, so sequences (AlexNet,
 VGG), residual blocks (ResNet, MBConv) and inception blocks are handled by the same few rules.
+
+What it saves is the work outside the rectangles: ``IncrementalOcclusion`` counts the
+multiply-adds it runs (``macs``) against those of full inference (``full_macs``). With a 48 px
+square on a 224 px image it still runs 24% of them on VGG-16, but 56% on AlexNet and 67% on
+EfficientNet-Lite0 (benchmarks/README.md): a large square soon reaches most of a small map,
+and the fully connected head always runs in full. The paper reports up to 5× for this exact
+mode.
 """
 import inspect
 import math
@@ -140,7 +148,7 @@ def window_of(node, module, args, kwargs):
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
         return convolution_window(module.weight, module.bias, module.stride, module.padding,
                                   module.dilation, module.groups)
-    if isinstance(module, nn.MaxPool2d):
+    if isinstance(module, nn.MaxPool2d) and not module.return_indices:
         kernel, stride, dilation = pair(module.kernel_size), pair(module.stride), pair(module.dilation)
         return Window(kernel, stride, dilation, pair(module.padding), -math.inf,
                       lambda x: F.max_pool2d(x, kernel, stride, 0, dilation))
@@ -167,7 +175,7 @@ def span(starts, length, in_size, out_size, kernel, stride, dilation, pad):
     """The output rows a change in input rows [start, start + length) reaches (see the module
     docstring), made one length for the batch, and the input rows they read."""
     reach = dilation * (kernel - 1) + 1                     # rows one window covers
-    firsts = [max(0, (a + pad - reach) // stride + 1) for a in starts]
+    firsts = [max(0, (a + pad - reach) // stride + 1) for a in starts]    # ⌈(a+p−k+1)/s⌉
     stops = [min(out_size, -(-(a + length + pad) // stride)) for a in starts]
     out_starts, out_length = common_length(firsts, stops, out_size)
     pad_after = max(0, (out_size - 1) * stride + reach - pad - in_size)
@@ -178,7 +186,8 @@ def span(starts, length, in_size, out_size, kernel, stride, dilation, pad):
 def windowed(window, patch, out_clean):
     """The layer on the rectangle its input's change reaches: read that rectangle's input
     (plus the kernel's border) from the padded clean map with the change pasted in, run it."""
-    (h, w), (height, width), (out_height, out_width) = patch.size, patch.map_size, out_clean.shape[-2:]
+    (h, w), (height, width) = patch.size, patch.map_size
+    out_height, out_width = out_clean.shape[-2:]
     rows = span(patch.tops, h, height, out_height, window.kernel[0], window.stride[0],
                 window.dilation[0], window.padding[0])
     cols = span(patch.lefts, w, width, out_width, window.kernel[1], window.stride[1],
@@ -186,7 +195,8 @@ def windowed(window, patch, out_clean):
     top, left = window.padding
     pads = (left, cols.pad_after, top, rows.pad_after)
     clean = F.pad(patch.clean, pads, value=window.fill) if any(pads) else patch.clean
-    padded = Patch(patch.values, [t + top for t in patch.tops], [l + left for l in patch.lefts], clean)
+    padded = Patch(patch.values, [t + top for t in patch.tops], [l + left for l in patch.lefts],
+                   clean)
     x = read(padded, rows.read_starts, cols.read_starts, rows.read_length, cols.read_length)
     return Patch(window.apply(x), rows.starts, cols.starts, out_clean)
 
