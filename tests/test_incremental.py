@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from utils.hooks import count_hooks, model_guard
+from utils.hooks import capture_activations, count_hooks, model_guard
 from utils.incremental import IncrementalOcclusion, TracingError, span, trace, writes_in_place
 from utils.occlusion import occluded_copies, occlusion, positions
 
@@ -50,12 +50,15 @@ def test_incremental_logits_equal_full_inference_on_the_paper_networks(name):
         tops, lefts = [t for t in rows for _ in rows], [l for _ in rows for l in rows]
         with torch.no_grad(), model_guard(net):
             run = IncrementalOcclusion(net, x, LAST_CONV[name])
-            full_logits = net(occluded_copies(x[0], tops, lefts, size))
+            with capture_activations(net, [LAST_CONV[name]]) as acts:
+                full_logits = net(occluded_copies(x[0], tops, lefts, size))
             clean_logits = net(x)
             for start in range(0, len(tops), 7):           # batches that mix occluder rows
                 logits, maps = run.forward(0, tops[start:start + 7], lefts[start:start + 7], size, 0.0)
                 expected = full_logits[start:start + 7]
                 assert (logits - expected).abs().max() < 1e-4 * expected.abs().max()
+                expected = acts[LAST_CONV[name]][start:start + 7]       # the last conv's maps
+                assert (maps - expected).abs().max() < 1e-4 * expected.abs().max()
         effect = (full_logits - clean_logits).abs().max()
         assert effect > 1e-2 * full_logits.abs().max()      # the square does change the output
         assert 0 < run.macs < run.full_macs
