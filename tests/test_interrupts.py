@@ -15,7 +15,8 @@ from utils.images import load_image
 
 @contextmanager
 def interrupt_at(model, k):
-    """Raise KeyboardInterrupt in the k-th forward pass of ``model``; count the passes after."""
+    """Raise KeyboardInterrupt in the k-th forward pass of ``model`` (a network or one of its
+    layers); count the passes after."""
     count = {"calls": 0, "after": 0}
 
     def hook(module, inputs):
@@ -63,7 +64,10 @@ RE_RAISE = {
 
 
 # the forward pass that is interrupted: one inside the loop, after the preparations
-INTERRUPT_AT = {"transfer_style": 4}
+INTERRUPT_AT = {"transfer_style": 4, "occlusion": 3}
+# the layer whose passes are counted instead of the model's: incremental occlusion runs the
+# network layer by layer (utils.incremental), never the model's own forward
+COUNTED = {"occlusion": "fc"}
 
 
 def bank(model):
@@ -90,7 +94,8 @@ def test_an_interrupt_stops_within_one_step_and_leaves_the_model_as_found(model,
     clean = call(model, x)
     before = snapshot(model)
     k = INTERRUPT_AT.get(name, 2)
-    with interrupt_at(model, k) as count:
+    counted = model.get_submodule(COUNTED[name]) if name in COUNTED else model
+    with interrupt_at(counted, k) as count:
         if name in RE_RAISE:
             with pytest.raises(KeyboardInterrupt):
                 call(model, x)

@@ -12,12 +12,21 @@ forward pass over all occluded copies:
 removes information without adding an edge of some colour. The paper gives neither the
 square's size nor its stride; both are arguments here. Squares are placed with their top-left
 corner at 0, stride, 2·stride, ... so that each lies fully inside the image.
+
+Every occluded copy differs from the image only under its square, so by default each layer is
+recomputed only where the square's change reaches it (``utils.incremental``: Krypton's exact
+incremental inference); ``incremental=False`` runs every copy through the whole network, the
+reference it equals.
 """
+import warnings
+
 import torch
+from torch import nn
 
 from .env import progress_bar
-from .hooks import ChannelError, capture_activations, check_channel, model_guard
+from .hooks import ChannelError, capture_activations, check_channel, layer_path, model_guard
 from .images import image_batch
+from .incremental import IncrementalOcclusion, TracingError
 from .targets import check_target, choose_target
 
 
@@ -59,9 +68,26 @@ def feature_channels(activations, channel, layer):
     return torch.tensor(checked, device=activations.device).expand(n)
 
 
+def _full_forward(model, x, layer=None):
+    """``forward(i, tops, lefts, size, fill)``: the logits of the occluded copies of image i,
+    each run through the whole network, and the maps of ``layer`` (None: no layer)."""
+    def forward(i, tops, lefts, size, fill):
+        with capture_activations(model, [layer] if layer is not None else []) as acts:
+            logits = model(occluded_copies(x[i], tops, lefts, size, fill))
+        return logits, acts.get(layer)
+    return forward
+
+
+def _module_path(model, layer):
+    """The module path of a role, a path or a module of ``model``."""
+    if isinstance(layer, nn.Module):
+        return next(name for name, m in model.named_modules() if m is layer)
+    return layer_path(model, layer)
+
+
 @torch.no_grad()
 def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, channel=None,
-              batch_size=64, progress=True):
+              batch_size=64, progress=True, incremental=True):
     """Occlusion maps for each image of the batch ``x`` (N×3×H×W, normalised).
 
     Returns a dict of tensors with one grid row per occluder row:
@@ -73,6 +99,8 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
     * ``"clean_prob"`` p(target) without occluder; ``"target"`` the classes (None: top-1);
       ``"tops"``, ``"lefts"``: square corners.
 
+    ``incremental=True`` recomputes each layer only where the square changes it (exact, see
+    ``utils.incremental``); ``False`` runs each occluded copy through the whole network.
     An interrupt (■) is re-raised (a partial grid means nothing), the model left as found.
     """
     x = image_batch(x, model)
@@ -84,22 +112,31 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
     rows, cols = positions(height, size, stride), positions(width, size, stride)
     tops = [t for t in rows for _ in cols]
     lefts = [l for _ in rows for l in cols]
-    probs, feats, labels, clean = [], [], [], []
+    probs, feats, labels = [], [], []
     jobs = [(i, s) for i in range(n) for s in range(0, len(tops), batch_size)]
-    with model_guard(model), capture_activations(model, [layer] if layer is not None else []) as acts:
-        clean_probs = model(x).softmax(1)
+    with model_guard(model):
+        with capture_activations(model, [layer] if layer is not None else []) as acts:
+            clean_probs = model(x).softmax(1)
         targets = choose_target(targets, clean_probs)          # None: each image's top-1
         clean = clean_probs.gather(1, targets[:, None])[:, 0]
         if layer is not None:                                  # channel checked before the work
             channels = feature_channels(acts[layer], channel, layer)
+        forward = _full_forward(model, x, layer)
+        if incremental:
+            try:
+                path = _module_path(model, layer) if layer is not None else None
+                forward = IncrementalOcclusion(model, x, path).forward
+            except TracingError as err:
+                warnings.warn(f"{err} Occlusion runs every occluded image through the whole "
+                              "network instead (same result, slower).", stacklevel=2)
         for i, start in progress_bar(jobs, progress, "occlusion"):
-            batch = occluded_copies(x[i], tops[start:start + batch_size],
-                                    lefts[start:start + batch_size], size, fill)
-            p = model(batch).softmax(dim=1)
+            logits, maps = forward(i, tops[start:start + batch_size],
+                                   lefts[start:start + batch_size], size, fill)
+            p = logits.softmax(dim=1)
             probs.append(p[:, targets[i]])
             labels.append(p.argmax(dim=1))
             if layer is not None:
-                feats.append(acts[layer][:, channels[i]].flatten(1).sum(1))
+                feats.append(maps[:, channels[i]].flatten(1).sum(1))
 
     def grid(parts):
         return torch.cat(parts).view(n, len(rows), len(cols)).cpu()
