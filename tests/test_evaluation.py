@@ -162,3 +162,12 @@ def test_share_in_box_counts_the_map_inside_the_box_and_reports_chance():
     assert E.share_in_box(flat, (5, 2, 10, 4))[0] == pytest.approx(area)
     with pytest.raises(ValueError, match="one H×W map"):
         E.share_in_box(np.ones((2, 10, 20)), (5, 2, 10, 4))
+
+
+def test_every_explanation_gives_a_map_that_is_not_flat_on_the_bundled_model(lite):
+    x = lite.spec.preprocess("squirrel")
+    assert "CAM" in E.methods_for(lite, x)              # a GAP head
+    for method in E.methods_for(lite, x):
+        m = E.explanation_map(method, lite, x, fast=True)
+        assert m.shape == (224, 224) and np.isfinite(m).all()
+        assert m.std() > 0, f"{method} gave a flat map"

@@ -217,7 +217,9 @@ EXPLANATIONS = {
                              {"steps": 16, "progress": False}),
     "CAM": (cam.cam, {}, {}),
     "Grad-CAM": (cam.grad_cam, {}, {}),
-    "CNN-Fixations": (fixations.backtrack, {}, {}),
+    # counted points: on a network without max-pooling the paper's set keeps one point per
+    # cell of the last block, which its outlier rule then removes entirely (notebook 06)
+    "CNN-Fixations": (fixations.backtrack, {"count": True}, {"count": True}),
     "occlusion": (occlusion.occlusion, {"size": 32, "stride": 16, "progress": False},
                   {"size": 32, "stride": 32, "progress": False}),
 }
@@ -237,10 +239,10 @@ def pixel_map(result, size):
     points [(y, x)] -> their blurred density; an occlusion grid -> the drop in probability,
     spread over the pixels each square covered.
     """
-    if isinstance(result, dict):
+    if isinstance(result, dict) and "prob" in result:          # an occlusion grid
         drop = result["clean_prob"][0] - result["prob"][0]
         m = occlusion.to_pixels(drop, result["size"], result["stride"], size).nan_to_num(0.0)
-    elif isinstance(result, list):
+    elif isinstance(result, (list, dict)):                       # points, or counted points
         _, m = fixations.fixation_heatmap(result, size)
     elif result.dim() == 4:
         m = attribution.pixel_map(result)[0]
