@@ -225,3 +225,20 @@ def test_a_model_fx_cannot_trace_falls_back_to_full_inference():
         fast = occlusion(net, x, 1, size=4, stride=4, progress=False)
     full = occlusion(net, x, 1, size=4, stride=4, progress=False, incremental=False)
     assert torch.equal(fast["prob"], full["prob"]) and count_hooks(net) == 0
+
+
+def test_live_occluder_gives_the_probability_and_label_of_the_occluded_image(lite):
+    from utils.hooks import count_hooks
+    from utils.occlusion import LiveOccluder, occluded_copies
+    x = lite.spec.preprocess("ping_pong")
+    live = LiveOccluder(lite, x, size=48)
+    for top, left in [(80, 128), (0, 0), (176, 176)]:
+        p, label, share = live(top, left)
+        with torch.no_grad():
+            full = lite(occluded_copies(x[0], [top], [left], 48)).softmax(1)[0]
+        assert abs(p - full[live.target].item()) < 1e-4 and label == int(full.argmax())
+        assert 0 < share < 1                                  # less work than a full pass
+    assert live(80, 128)[0] < live.clean_prob                 # hiding the ball lowers p
+    with pytest.raises(ValueError, match="inside"):
+        live(200, 0)
+    assert count_hooks(lite) == 0 and not lite.training

@@ -25,7 +25,7 @@ from torch import nn
 
 from .env import progress_bar
 from .hooks import ChannelError, capture_activations, check_channel, layer_path, model_guard
-from .images import image_batch
+from .images import image_batch, one_image
 from .incremental import IncrementalOcclusion, TracingError
 from .targets import check_target, choose_target
 
@@ -163,3 +163,33 @@ def to_pixels(grid, size, stride, shape):
             total[top:top + size, left:left + size] += grid[r, c]
             count[top:top + size, left:left + size] += 1
     return (total / count).float()
+
+
+class LiveOccluder:
+    """One grey square at a time, for a slider: where it is, what the network says.
+
+    The clean image's activations are computed once; each move recomputes, layer by layer,
+    only the part of the map the square reaches (``utils.incremental``), so a move costs a
+    fraction of a forward pass. ``occluder(top, left)`` returns (p(target), top-1 class,
+    share of a full forward pass's multiply-adds that the move cost).
+    """
+
+    def __init__(self, model, x, target=None, size=48, fill=0.0):
+        self.model, self.x, self.size, self.fill = model, one_image(x, model), size, fill
+        with model_guard(model), torch.no_grad():
+            logits = model(self.x)
+        self.target = int(choose_target(check_target(model, target, 1), logits)[0])
+        self.clean_prob = logits.softmax(1)[0, self.target].item()
+        self.passes = IncrementalOcclusion(model, self.x)
+
+    def __call__(self, top, left):
+        height, width = self.x.shape[-2:]
+        if not (0 <= top <= height - self.size and 0 <= left <= width - self.size):
+            raise ValueError(f"The {self.size} px square must lie inside the {height}×{width} "
+                             f"image: 0 ≤ top ≤ {height - self.size}, 0 ≤ left ≤ {width - self.size}.")
+        before = (self.passes.macs, self.passes.full_macs)
+        with model_guard(self.model), torch.no_grad():
+            logits, _ = self.passes.forward(0, [top], [left], self.size, self.fill)
+        p = logits.softmax(1)[0]
+        share = (self.passes.macs - before[0]) / max(self.passes.full_macs - before[1], 1)
+        return p[self.target].item(), int(p.argmax()), share
