@@ -135,6 +135,8 @@ CALLS = {
     "occlusion.strongest_feature_map": lambda m, x: occlusion.strongest_feature_map(m, x, "head"),
     "occlusion.occlusion": lambda m, x: occlusion.occlusion(m, x, size=32, stride=32, layer="head",
                                                             progress=False),
+    "occlusion.LiveOccluder": lambda m, x: occlusion.LiveOccluder(m, x, size=16)(8, 8),
+    "evaluation.methods_for": lambda m, x: evaluation.methods_for(m, x),
 }
 # on a plain Conv/ReLU/MaxPool chain, with a 1×3×32×32 input
 ZF_CALLS = {
