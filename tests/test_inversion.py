@@ -84,16 +84,23 @@ def test_alexnet_inverts_at_64_px():
     assert torch.isfinite(result.images).all() and result.images.shape == (2, 3, 64, 64)
 
 
-def test_layout_correlation_ignores_brightness_and_contrast(lite):
+def test_layout_correlation_compares_where_the_edges_are(lite):
     spec = lite.spec
-    rgb = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    rgb = torch.zeros(1, 3, 64, 64)
+    rgb[..., 8:28, 8:24] = torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)    # an orange box on black
     x = spec.normalize(rgb)
-    dimmer = spec.normalize(0.2 + 0.5 * rgb)                 # same layout, other levels
-    negative = spec.normalize(1 - rgb)
-    other = spec.normalize(torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1)))
-    r = inv.layout_correlation(torch.cat([x, dimmer, negative, other]), x.expand(4, -1, -1, -1), spec)
-    assert torch.allclose(r[:3], torch.tensor([1.0, 1.0, -1.0]), atol=1e-5)
-    assert abs(r[3]) < 0.2                                   # unrelated noise: about 0
+    false_colours = spec.normalize(torch.where(rgb > 0, torch.tensor([0.2, 0.8, 0.9]).view(1, 3, 1, 1),
+                                               torch.tensor([0.7, 0.1, 0.6]).view(1, 3, 1, 1)))
+    noise = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    noisy = spec.normalize((rgb + 0.1 * noise).clamp(0, 1))
+    moved = spec.normalize(rgb.roll((30, 30), dims=(-2, -1)))
+    flat = spec.normalize(0.5 + 0.01 * noise.abs())
+    batch = torch.cat([x, false_colours, noisy, moved, flat])
+    r = inv.layout_correlation(batch, x.expand(5, -1, -1, -1), spec)
+    assert torch.allclose(r[:2], torch.ones(2), atol=1e-5)   # the same edges, whatever the colours
+    assert r[2] > 0.9                                          # pixel noise averages out at 32×32
+    assert r[3] < 0.3 and abs(r[4]) < 0.3                      # edges elsewhere, or none: about 0
+    assert inv.edge_map(torch.rand(2, 3, 64, 48)).shape == (2, 31, 31)
 
 
 def test_seconds_per_iteration_leaves_the_model_as_found(lite):

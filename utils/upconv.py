@@ -100,6 +100,8 @@ def to_unit(crops):
 @torch.no_grad()
 def encode(model, rgb, layer=ENCODER_LAYER, batch_size=64):
     """Φ(x) for RGB images (floats in [0, 1], or uint8 crops), in batches, model left as found."""
+    if not (torch.is_tensor(rgb) and rgb.dtype == torch.uint8):   # uint8: ``random_crops``
+        rgb = image_batch(rgb, model)           # anything but a float batch: a clear error first
     codes = []
     with model_guard(model):
         for i in range(0, len(rgb), batch_size):
