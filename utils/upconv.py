@@ -99,13 +99,15 @@ def to_unit(crops):
 
 @torch.no_grad()
 def encode(model, rgb, layer=ENCODER_LAYER, batch_size=64):
-    """Φ(x) for RGB images (floats in [0, 1], or uint8 crops), in batches, model left as found."""
+    """Φ(x) for RGB images (floats in [0, 1], or uint8 crops), in batches on the model's device,
+    model left as found."""
     if not (torch.is_tensor(rgb) and rgb.dtype == torch.uint8):   # uint8: ``random_crops``
         rgb = image_batch(rgb, model)           # anything but a float batch: a clear error first
+    device = next(model.parameters()).device
     codes = []
     with model_guard(model):
         for i in range(0, len(rgb), batch_size):
-            batch = image_batch(to_unit(rgb[i:i + batch_size]), model)
+            batch = image_batch(to_unit(rgb[i:i + batch_size].to(device)), model)
             codes.append(layer_outputs(model, model.spec.normalize(batch), layer)[layer])
     return torch.cat(codes)
 
