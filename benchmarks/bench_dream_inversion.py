@@ -2,8 +2,12 @@
 
     python benchmarks/bench_dream_inversion.py --threads 2
 
-Prints seconds per dream (4 octaves × 10 steps) at 320 px and 224 px, seconds per inversion
-iteration for a batch of 6 layers at 96 px, and the decoder's time per image.
+Prints, for the notebooks' default settings: one dream step at 224 px and the dream time at
+320 px that notebook 09 predicts from it (``deepdream.dream_seconds``) next to the measured one;
+one inversion iteration of notebook 10's figure (the first four stages and the logits, each
+inverted on its own, 160 px) predicted (``inversion.seconds_per_iteration``) and measured; one
+training step of the up-convolutional decoder (batch 16, 64-px crops); and the decoder's time
+per image. Compare predicted and measured to see whether the notebooks' time budgets hold.
 """
 import argparse
 import sys
@@ -29,21 +33,40 @@ def timed(fn, repeats=1):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20, help="inversion iterations to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model("efficientnet_lite0", device="cpu", verbose=False)
-    for size in (224, 320):
-        x = model.spec.preprocess("palace", size=size)
-        seconds = timed(lambda: dd.deepdream(model, x, "dream", progress=False))
-        print(f"deepdream {size} px, 4 octaves × 10 steps: {seconds:.1f} s")
-    x = model.spec.preprocess("cat", size=96)
-    layers = list(model.spec.layer("stages")) + [inv.LOGITS]
-    seconds = timed(lambda: inv.invert(model, x.repeat(len(layers), 1, 1, 1), layers, steps=20,
-                                       progress=False))
-    print(f"inversion, {len(layers)} layers at 96 px: {seconds / 20:.2f} s per iteration")
-    decoder = upconv.load_decoder()
-    seconds = timed(lambda: upconv.reconstruct(decoder, model, x), repeats=5)
-    print(f"decoder inversion at 96 px: {seconds * 1000:.0f} ms per image (encoder included)")
+
+    step_s = dd.step_seconds(model, "dream")
+    x = model.spec.preprocess("palace", size=320)
+    measured = timed(lambda: dd.deepdream(model, x, "dream", progress=False))
+    print(f"deepdream: one step at 224 px {step_s * 1000:.0f} ms; one dream at 320 px "
+          f"(4 octaves × 10 steps) predicted {dd.dream_seconds(step_s, 320):.1f} s, measured {measured:.1f} s")
+
+    x = model.spec.preprocess("cat", size=160)
+    layers = list(model.spec.layer("stages"))[:4] + [inv.LOGITS]
+    predicted = inv.seconds_per_iteration(model, x, layers)
+    measured = timed(lambda: [inv.invert(model, x, layer, steps=args.steps, progress=False)
+                              for layer in layers]) / args.steps
+    print(f"inversion, {len(layers)} layers one by one at 160 px: predicted {predicted:.2f} s, "
+          f"measured {measured:.2f} s per iteration")
+
+    decoder = upconv.UpConvDecoder()
+    crops = torch.rand(16, 3, 64, 64)
+    codes = upconv.encode(model, crops)
+    optimizer = torch.optim.Adam(decoder.parameters())
+
+    def training_step():
+        loss = torch.nn.functional.mse_loss(decoder(codes), crops)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    print(f"decoder training step (batch 16, 64 px): {timed(training_step, repeats=10) * 1000:.0f} ms")
+    shipped = upconv.load_decoder()
+    seconds = timed(lambda: upconv.reconstruct(shipped, model, x), repeats=5)
+    print(f"decoder inversion at 160 px: {seconds * 1000:.0f} ms per image (encoder included)")
 
 
 if __name__ == "__main__":

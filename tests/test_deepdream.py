@@ -87,3 +87,31 @@ def test_batch_equals_one_by_one():
 def test_unknown_layer_says_what_to_do(lite):
     with pytest.raises(KeyError, match="Roles"):
         dd.deepdream(lite, torch.zeros(1, 3, 32, 32), "blocks.99", progress=False)
+
+
+def test_dream_time_grows_with_the_pixels_of_every_octave():
+    sizes = dd.octave_sizes(320, 320, 4, 1.4)
+    expected = 10 * 0.5 * sum(h * w for h, w in sizes) / 224 ** 2
+    assert abs(dd.dream_seconds(0.5, 320, steps=10, octaves=4, octave_scale=1.4) - expected) < 1e-9
+    assert dd.dream_seconds(0.5, 224, steps=10, octaves=1) == 5.0     # one octave at the measured size
+    assert dd.dream_seconds(0.5, 448, steps=10, octaves=1) == 20.0    # twice the side: four times the time
+
+
+def test_step_seconds_leaves_the_model_as_found(lite):
+    flags = [p.requires_grad for p in lite.parameters()]
+    assert 0 < dd.step_seconds(lite, "dream", size=64) < 60
+    assert count_hooks(lite) == 0 and [p.requires_grad for p in lite.parameters()] == flags
+    assert all(p.grad is None for p in lite.parameters())
+
+
+def test_coarse_share_sorts_patterns_by_wavelength():
+    x = torch.arange(64.0).expand(64, 64)                 # column index, on every row
+
+    def wave(period):
+        return torch.sin(2 * torch.pi * x / period).expand(1, 3, 64, 64)
+    assert torch.allclose(dd.coarse_share(wave(32)), torch.ones(1), atol=1e-5)      # large: all coarse
+    assert torch.allclose(dd.coarse_share(wave(4)), torch.zeros(1), atol=1e-5)      # fine: none
+    both = wave(32) + wave(4)                                                     # equal power
+    assert torch.allclose(dd.coarse_share(both), torch.tensor([0.5]), atol=1e-4)
+    assert torch.allclose(dd.coarse_share(both, wavelength=2), torch.ones(1), atol=1e-5)
+    assert torch.allclose(dd.coarse_share(both + 0.3), dd.coarse_share(both))        # a constant is not a pattern

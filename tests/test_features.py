@@ -1,4 +1,5 @@
 """Notebook 01's helpers: filter tiles, channel statistics, neighbours and the checks."""
+import pytest
 import torch
 from PIL import Image
 
@@ -24,14 +25,20 @@ def test_channel_rankings_and_statistics():
     act[0, 2, 1, 1] = 9.0                 # one bright spot: most contrast
     assert features.strongest_channels(act, 1) == [1]
     assert features.most_varying_channels(act, 1) == [2]
-    assert abs(features.sparsity(act) - (36 - 10) / 36) < 1e-6
-    same = torch.rand(3, 10, 2, 2)
-    same[:, :4] += 10                     # every image's top-4 are channels 0..3
-    assert features.top_channel_overlap(same, k=4) == 1.0
-    apart = torch.zeros(2, 8, 1, 1)
-    apart[0, :4] = 1
-    apart[1, 4:] = 1
-    assert features.top_channel_overlap(apart, k=4) == 0.0
+    assert abs(features.sparsity(act) - (72 - 10) / 72) < 1e-6      # both images count
+
+
+def test_selectivity_is_lifetime_sparseness_by_hand():
+    act = torch.zeros(4, 3, 2, 2)
+    act[:, 0] = 2.0                       # channel 0: the same on every image -> 0
+    act[1, 1] = 5.0                       # channel 1: one image only -> 1
+    act[0, 2], act[3, 2] = 1.0, 1.0       # channel 2: r = (1, 0, 0, 1) -> (1 - .25/.5) / (3/4) = 2/3
+    per_channel = [0.0, 1.0, 2 / 3]
+    assert abs(features.selectivity(act) - sum(per_channel) / 3) < 1e-6
+    act[:, 2] = 0                         # a silent channel is left out, not counted as 0
+    assert abs(features.selectivity(act) - 0.5) < 1e-6
+    with pytest.raises(ValueError, match="two"):
+        features.selectivity(act[:1])
 
 
 def test_nearest_neighbours_are_sorted_euclidean():

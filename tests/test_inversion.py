@@ -1,11 +1,11 @@
 """Feature inversion by optimisation (Mahendran & Vedaldi): regularisers, schedule, and results."""
 import pytest
 import torch
+import torchvision
 
 from utils import inversion as inv
-from utils.models import IMAGENET_MEAN
 from utils.hooks import count_hooks
-from utils.models import load_model
+from utils.models import IMAGENET_MEAN, REGISTRY
 
 # From a first run (48 px cat, 120 iterations): stem 20.4 dB, logits 16.9 dB. Written with margin.
 STEM_PSNR_MIN = 19.0
@@ -64,3 +64,49 @@ def test_a_step_too_large_falls_back_instead_of_giving_nan(lite):
     result = inv.invert(lite, x, "logits", steps=20, lr=0.2, progress=False)
     assert torch.isfinite(result.images).all()
     assert result.losses[-1] <= result.losses[0]
+
+
+def test_tv_weights_of_several_layers_in_one_pass(lite):
+    layers = ["first_conv", "blocks.7", "logits"]
+    assert inv.default_tv_lambdas(lite, layers) == [inv.default_tv_lambda(lite, l) for l in layers]
+    with pytest.raises(KeyError):
+        inv.default_tv_lambdas(lite, ["stem", "blocks.99"])
+
+
+def test_alexnet_inverts_at_64_px():
+    # its pool5 has nothing left to pool below 64 px: the layer order must not be probed at 32 px
+    torch.manual_seed(0)
+    alexnet = torchvision.models.alexnet(weights=None).eval()
+    alexnet.spec = REGISTRY["alexnet"]
+    assert inv.default_tv_lambdas(alexnet, ["features.1", "features.9", "logits"]) == [1.0, 10.0, 100.0]
+    x = alexnet.spec.preprocess("cat", size=64)
+    result = inv.invert(alexnet, x.repeat(2, 1, 1, 1), ["features.11", "logits"], steps=3, progress=False)
+    assert torch.isfinite(result.images).all() and result.images.shape == (2, 3, 64, 64)
+
+
+def test_layout_correlation_compares_where_the_edges_are(lite):
+    spec = lite.spec
+    rgb = torch.zeros(1, 3, 64, 64)
+    rgb[..., 8:28, 8:24] = torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)    # an orange box on black
+    x = spec.normalize(rgb)
+    false_colours = spec.normalize(torch.where(rgb > 0, torch.tensor([0.2, 0.8, 0.9]).view(1, 3, 1, 1),
+                                               torch.tensor([0.7, 0.1, 0.6]).view(1, 3, 1, 1)))
+    noise = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    noisy = spec.normalize((rgb + 0.1 * noise).clamp(0, 1))
+    moved = spec.normalize(rgb.roll((30, 30), dims=(-2, -1)))
+    flat = spec.normalize(0.5 + 0.01 * noise.abs())
+    batch = torch.cat([x, false_colours, noisy, moved, flat])
+    r = inv.layout_correlation(batch, x.expand(5, -1, -1, -1), spec)
+    assert torch.allclose(r[:2], torch.ones(2), atol=1e-5)   # the same edges, whatever the colours
+    assert r[2] > 0.9                                          # pixel noise averages out at 32×32
+    assert r[3] < 0.3 and abs(r[4]) < 0.3                      # edges elsewhere, or none: about 0
+    assert inv.edge_map(torch.rand(2, 3, 64, 48)).shape == (2, 31, 31)
+
+
+def test_seconds_per_iteration_leaves_the_model_as_found(lite):
+    flags = [p.requires_grad for p in lite.parameters()]
+    x = lite.spec.preprocess("cat", size=32)
+    seconds = inv.seconds_per_iteration(lite, x, ["stem", "logits"])
+    assert 0 < seconds < 60
+    assert count_hooks(lite) == 0 and [p.requires_grad for p in lite.parameters()] == flags
+    assert all(p.grad is None for p in lite.parameters())

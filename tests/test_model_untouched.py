@@ -76,6 +76,8 @@ CALLS = {
     "inversion.energy": lambda m, x: inversion.energy(
         m, x, ["stem"], [hooks.layer_outputs(m, x, "stem")["stem"][0]]),
     "inversion.default_tv_lambda": lambda m, x: inversion.default_tv_lambda(m, "blocks.4"),
+    "inversion.default_tv_lambdas": lambda m, x: inversion.default_tv_lambdas(m, ["stem", "logits"]),
+    "inversion.seconds_per_iteration": lambda m, x: inversion.seconds_per_iteration(m, x, ["stem"]),
     "inversion.invert": lambda m, x: inversion.invert(m, x, "blocks.4", steps=2, progress=False),
     "style.source_grams": lambda m, x: style.source_grams(m, x, ["stem"]),
     "style.texture_loss": lambda m, x: style.texture_loss(m, x, style.source_grams(m, x, ["stem"])),
@@ -93,6 +95,7 @@ CALLS = {
                                                                   progress=False),
     "deepdream.jittered_loss": lambda m, x: deepdream.jittered_loss(m, "blocks.4")(rgb(m, x)),
     "deepdream.activation_norm": lambda m, x: deepdream.activation_norm(m, x, "dream"),
+    "deepdream.step_seconds": lambda m, x: deepdream.step_seconds(m, "blocks.4", size=32),
     "class_model.class_model": lambda m, x: class_model.class_model(m, 1, size=32, steps=2,
                                                                     progress=False),
     "fooling.fool": lambda m, x: fooling.fool(m, x, 1, max_steps=2, progress=False),

@@ -23,6 +23,7 @@ bounds are 0 and 1, and the dream keeps the last image (not the "best" one).
 import torch
 import torch.nn.functional as F
 
+from .env import seconds_per_step
 from .hooks import layer_outputs, model_guard, resolve_layer
 from .images import image_batch
 from .optimize import optimize_image
@@ -169,6 +170,44 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
                                       align_corners=False)).clamp(0, 1)
     out = spec.normalize(image)
     return (out, per_octave) if return_octaves else out
+
+
+def coarse_share(detail, wavelength=8):
+    """How much of an image change is *large* patterns: the fraction of the power of ``detail``
+    (N×3×H×W, e.g. dream − photo, in RGB; its gray level, mean removed) at wavelengths of at
+    least ``wavelength`` pixels, one value per image:
+
+        share = Σ_{0 < |f| ≤ 1/wavelength} |D(f)|²  /  Σ_{|f| > 0} |D(f)|²,   D = 2-D Fourier transform
+
+    Without octaves a dream's patterns stay as small as the layer's receptive field: a small share.
+    """
+    gray = detail.mean(dim=1)
+    gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(gray).abs().pow(2)
+    fy = torch.fft.fftfreq(gray.shape[-2], device=gray.device)
+    fx = torch.fft.fftfreq(gray.shape[-1], device=gray.device)
+    radius = torch.hypot(fy[:, None], fx[None, :])
+    coarse = (radius > 0) & (radius <= 1 / wavelength)
+    return (power * coarse).sum(dim=(-2, -1)) / (power * (radius > 0)).sum(dim=(-2, -1)).clamp_min(1e-12)
+
+
+def step_seconds(model, layer="dream", size=224):
+    """Wall time of one dream step (forward to ``layer`` and back) on a size×size image, on
+    this machine and network (``env.seconds_per_step``)."""
+    resolve_layer(model, layer)
+    device = next(model.parameters()).device
+    rgb = torch.full((1, 3, size, size), 0.5, device=device, requires_grad=True)
+    loss = jittered_loss(model, layer, jitter=0)
+    with model_guard(model, freeze=True):
+        return seconds_per_step(lambda: loss(rgb).sum().backward())
+
+
+def dream_seconds(step_s, size, steps=STEPS_PER_OCTAVE, octaves=OCTAVES, octave_scale=OCTAVE_SCALE,
+                  measured_at=224):
+    """What one dream of a size×size image will take: ``steps`` per octave, each costing
+    ``step_s`` (measured at ``measured_at`` px) times the octave's share of pixels."""
+    pixels = sum(h * w for h, w in octave_sizes(size, size, octaves, octave_scale))
+    return steps * step_s * pixels / measured_at ** 2
 
 
 def activation_norm(model, x, layer):

@@ -67,8 +67,8 @@ def most_varying_channels(activation, k=6):
 
 
 def sparsity(activation, threshold=0.0):
-    """Fraction of activations that are ≤ threshold (off), for the first image."""
-    return float((activation[0] <= threshold).float().mean())
+    """Fraction of activations that are ≤ threshold (off), over every image of the batch."""
+    return float((activation <= threshold).float().mean())
 
 
 def variants(image):
@@ -119,16 +119,24 @@ def nearest_neighbours(query, gallery, k=5):
     return order.tolist(), distances[order].tolist()
 
 
-def top_channel_overlap(activation, k=16):
-    """Mean pairwise overlap (|A∩B| / k) of the k strongest channels between images.
+def selectivity(activation):
+    """How image-specific a layer's channels are: the lifetime sparseness of each channel over
+    the images of the batch (Vinje & Gallant 2000), averaged over the channels that respond.
 
-    High: the layer's strongest units are the same whatever the picture (generic edge and
-    colour detectors). Low: each picture drives its own units (specific parts, objects).
+    With r_i the channel's mean activation on image i of n (negative values count as 0):
+
+        S = (1 − (Σ r_i / n)² / (Σ r_i² / n)) / (1 − 1/n)
+
+    0: the channel responds equally to every picture (a generic edge or colour detector);
+    1: it responds to one picture only (a specific part or object).
     """
-    means = activation.flatten(2).mean(dim=2)                    # N × C
-    tops = [set(row.topk(min(k, means.shape[1])).indices.tolist()) for row in means]
-    pairs = [(a, b) for i, a in enumerate(tops) for b in tops[i + 1:]]
-    return float(np.mean([len(a & b) / len(a) for a, b in pairs]))
+    if activation.shape[0] < 2:
+        raise ValueError("Selectivity compares images: give a batch of at least two.")
+    r = activation.flatten(2).mean(dim=2).clamp_min(0)          # n × C
+    n = r.shape[0]
+    responding = r.pow(2).mean(0) > 0
+    s = (1 - r.mean(0).pow(2) / r.pow(2).mean(0)) / (1 - 1 / n)
+    return float(s[responding].mean())
 
 
 # ---------------------------------------------------------------- figures (pure functions)

@@ -34,8 +34,10 @@ with half the step: a safeguard that is not in the paper.
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
-from .hooks import LOGITS, forward_hooks, layer_outputs, layer_path, model_guard, resolve_layer
+from .env import seconds_per_step
+from .hooks import LOGITS, forward_hooks, layer_outputs, layer_path, model_guard, model_spec, resolve_layer
 from .images import image_batch
 from .models import IMAGENET_MEAN
 from .optimize import optimize_image
@@ -77,27 +79,39 @@ def typical_norm(shape):
 
 
 def layer_order(model):
-    """Module paths in the order they run (one forward pass at 32 px), ending with "logits"."""
+    """Module paths in the order they run (one forward pass at the model's input size: AlexNet's
+    pool5 has nothing left to pool below 64 px), ending with "logits"."""
     order = []
     names = {module: name for name, module in model.named_modules() if name}
+    side = model.spec.size if model_spec(model) is not None else 224
     with torch.no_grad(), model_guard(model), \
             forward_hooks(names, lambda module, inputs, output: order.append(names[module])):
-        model(torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device))
+        model(torch.zeros(1, 3, side, side, device=next(model.parameters()).device))
     return list(dict.fromkeys(order)) + [LOGITS]
 
 
-def default_tv_lambda(model, layer):
-    """λ_V by depth, as in the official code: 1, 10, 100 for the first, middle, last third."""
-    if layer == LOGITS:
-        return LAMBDA_TV[2]
-    resolve_layer(model, layer)              # a clear error for a wrong name, before any work
+def default_tv_lambdas(model, layers):
+    """λ_V of each layer by depth, as in the official code: 1, 10, 100 for the first, middle
+    and last third of the layers (one forward pass for all of them)."""
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    for layer in layers:
+        if layer != LOGITS:
+            resolve_layer(model, layer)      # a clear error for a wrong name, before any work
     order = layer_order(model)
-    path = layer_path(model, layer)
-    if path not in order:
-        raise ValueError(f"Layer {layer!r} never runs in the forward pass; pick one that does "
-                         "(model.spec.layers lists the roles).")
-    depth = order.index(path) / (len(order) - 1)
-    return LAMBDA_TV[min(int(depth * 3), 2)]
+    lambdas = []
+    for layer in layers:
+        path = LOGITS if layer == LOGITS else layer_path(model, layer)
+        if path not in order:
+            raise ValueError(f"Layer {layer!r} never runs in the forward pass; pick one that "
+                             "does (model.spec.layers lists the roles).")
+        depth = order.index(path) / (len(order) - 1)
+        lambdas.append(LAMBDA_TV[min(int(depth * 3), 2)])
+    return lambdas
+
+
+def default_tv_lambda(model, layer):
+    """λ_V of one layer (``default_tv_lambdas``)."""
+    return default_tv_lambdas(model, [layer])[0]
 
 
 def step_schedule(steps, lr=LR):
@@ -151,7 +165,7 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
         if layer != LOGITS:
             resolve_layer(model, layer)          # a clear error for a wrong name, before any work
     if lambda_tv is None:
-        lambda_tv = [default_tv_lambda(model, l) for l in layers]
+        lambda_tv = default_tv_lambdas(model, layers)
     lam_tv = torch.as_tensor(lambda_tv, dtype=x0.dtype, device=x0.device).expand(n)
     wanted = list(dict.fromkeys(layers))
     sigma2 = typical_norm(x0.shape) ** 2
@@ -173,9 +187,53 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
                      data_terms=[h["data"] for h in run.history], stopped=run.stopped)
 
 
+def seconds_per_iteration(model, x0, layers):
+    """Wall time of one iteration of ``invert`` for each of ``layers`` (inverted one at a time,
+    as the notebook does), summed: one forward and backward pass of ``energy`` per layer, timed
+    by ``env.seconds_per_step`` on the first image of ``x0``. Times the number of iterations,
+    it is what the inversions will take on this machine and network."""
+    x0 = image_batch(x0, model)[:1]
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    u = torch.zeros_like(x0, requires_grad=True)
+    with model_guard(model, freeze=True):
+        with torch.no_grad():
+            codes = layer_outputs(model, x0, list(dict.fromkeys(layers)))
+
+        def one_iteration():
+            for layer in layers:
+                energy(model, u, [layer], [codes[layer][0]])[0].sum().backward()
+
+        return seconds_per_step(one_iteration)
+
+
 def psnr(x, y, spec):
-    """Peak signal-to-noise ratio in dB between two normalised images, on RGB clamped to [0, 1]."""
+    """Peak signal-to-noise ratio in dB between two normalised images, on RGB clamped to [0, 1]:
+    10·log10(1 / mean (x − y)²), one value per image."""
     a = spec.denormalize(x).clamp(0, 1)
     b = spec.denormalize(y).clamp(0, 1)
     mse = (a - b).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(1 / mse.clamp_min(1e-12))
+
+
+def edge_map(rgb, side=32):
+    """Strength of the colour edges of RGB images (N×3×H×W), √Σ_c (∂x² + ∂y²), after shrinking
+    them to side×side by area averaging: N×(side−1)×(side−1)."""
+    small = F.interpolate(rgb, size=(side, side), mode="area")
+    dx = small[..., :-1, 1:] - small[..., :-1, :-1]
+    dy = small[..., 1:, :-1] - small[..., :-1, :-1]
+    return (dx.pow(2) + dy.pow(2)).sum(dim=1).sqrt()
+
+
+def layout_correlation(x, y, spec, side=32):
+    """Do two normalised batches have their edges in the same places? The Pearson correlation of
+    their edge maps at side×side (``edge_map``), one value per image: 1 = the same layout, 0 =
+    nothing in common.
+
+    At 32×32 fine noise and one-pixel shifts do not count, and edge strength is blind to which
+    colours meet: a reconstruction in false colours scores where its edges are right. PSNR
+    instead mostly rewards the right average colour (a uniform brownish image scores 16 dB on
+    the cat)."""
+    a = edge_map(spec.denormalize(x).clamp(0, 1), side).flatten(1)
+    b = edge_map(spec.denormalize(y).clamp(0, 1), side).flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
