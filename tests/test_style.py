@@ -105,7 +105,10 @@ def test_style_transfer_loss_falls_and_reruns_identically(lite):
     painting = lite.spec.preprocess("flower", size=80)        # resized to the content size
     runs = [style.transfer_style(lite, content, painting, ratio=1e-5, steps=10, init="content",
                                  tv_weight=1.0, progress=False) for _ in range(2)]
-    assert torch.equal(runs[0].image, runs[1].image)
+    # the same image up to rounding: on one CPU thread the backend's first passes round
+    # differently in the last bits (1e-5), which ten L-BFGS steps grow to ~3e-3; a run that
+    # kept state from the previous one (optimiser, start image) would differ by far more
+    assert (runs[0].image - runs[1].image).abs().max() < 0.02
     assert runs[0].losses[-1] < runs[0].losses[0]
     assert set(runs[0].parts) == {"content", "style", "tv"}
     with pytest.raises(ValueError, match="init must be"):
@@ -124,6 +127,30 @@ def test_optimizer_minimises_a_quadratic_and_clamps():
         assert torch.allclose(r.image, torch.full((1, 3), 0.5), atol=1e-2)
 
 
+def test_lbfgs_line_search_shortens_a_step_that_overshoots():
+    # Rosenbrock's valley: from (-1.2, 1) the first quasi-Newton steps overshoot. With no
+    # line-search evaluation left (torch's default max_eval for max_iter=1), a rejected step
+    # is rejected again at every iteration and x never leaves the start.
+    def rosenbrock(x):
+        a, b = x[0, 0], x[0, 1]
+        return (1 - a) ** 2 + 100 * (b - a * a) ** 2
+
+    run = optimize_image(rosenbrock, torch.tensor([[-1.2, 1.0]]), 100, progress=False)
+    assert torch.allclose(run.image, torch.ones(1, 2), atol=1e-3)
+    assert run.evaluations < 2 * 100          # a step's start is not evaluated twice
+
+
+def test_lbfgs_does_not_depend_on_the_loss_scale():
+    # a loss of order 1e-8 (a network with random weights gives such Gram losses) must be
+    # minimised as well as the same loss at order 1
+    target = torch.tensor([[0.3, -2.0, 5.0]])
+    runs = [optimize_image(lambda x, s=scale: s * ((x - target) ** 2).sum(), torch.zeros(1, 3), 20,
+                           progress=False) for scale in (1.0, 1e-8)]
+    for run in runs:
+        assert torch.allclose(run.image, target, atol=1e-4)
+    assert runs[1].losses[0] == pytest.approx(1e-8 * float((target ** 2).sum()))   # own units
+
+
 def test_optimizer_stops_cleanly_and_keeps_x0():
     x0 = torch.zeros(1, 3)
     stop = threading.Event()
@@ -140,7 +167,7 @@ def test_optimizer_stops_cleanly_and_keeps_x0():
     assert torch.equal(x0, torch.zeros(1, 3))            # the start image is never modified
 
     def interrupted(x):
-        if x.requires_grad and len(calls) > 5:
+        if x.requires_grad and len(calls) > 2:
             raise KeyboardInterrupt                      # the kernel's ■ button
         calls.append(1)
         return ((x - 1) ** 2).sum()
