@@ -1,6 +1,8 @@
 """Texture synthesis and style transfer (utils/style.py) and the image optimiser (utils/optimize.py)."""
+import math
 import threading
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -303,3 +305,87 @@ def test_a_batch_is_refused_instead_of_changing_one_image(lite, brick):
     finally:
         handle.remove()
     assert calls == []                                  # refused before any forward pass
+
+
+# --- the random-weight VGG-19 and the texture judge -------------------------------------------
+
+def test_random_vgg19_is_seeded_named_and_downloads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))                  # an empty weights cache
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = load_model("vgg19", "cpu", weights="random")
+    assert torch.equal(torch.rand(1), expected_next)                 # the caller's stream untouched
+    again = load_model("vgg19", "cpu", weights="random")
+    other = load_model("vgg19", "cpu", weights="random", seed=1)
+    assert first.spec.name == "vgg19 (random weights)" != REGISTRY["vgg19"].name
+    assert first.spec.layers == REGISTRY["vgg19"].layers
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(first.features[0].weight, other.features[0].weight)
+    assert list(tmp_path.iterdir()) == []                            # nothing downloaded or cached
+    with pytest.raises(ValueError, match="random"):
+        load_model("efficientnet_lite0", "cpu", weights="random")
+    with pytest.raises(ValueError, match="pretrained"):
+        load_model("vgg19", "cpu", weights="imagenet")
+
+
+def _brick_crop(box, size=128):
+    from PIL import Image
+    from utils.images import load_image
+    crop = load_image("brick").crop(box).resize((size, size), Image.BICUBIC)
+    return torch.tensor(np.asarray(crop), dtype=torch.float64) / 255
+
+
+def _shuffle_tiles(image, tile, generator):
+    h, w, c = image.shape
+    tiles = image.reshape(h // tile, tile, w // tile, tile, c).transpose(1, 2).reshape(-1, tile, tile, c)
+    tiles = tiles[torch.randperm(len(tiles), generator=generator)]
+    return tiles.reshape(h // tile, w // tile, tile, tile, c).transpose(1, 2).reshape(h, w, c)
+
+
+def test_spectrum_distance_prefers_real_brick_over_noise_and_shuffled_brick():
+    g = torch.Generator().manual_seed(0)
+    source = _brick_crop((0, 0, 256, 256))                            # a quarter of the photo
+    real = _brick_crop((256, 256, 512, 512))                          # another quarter: other bricks
+    fake = {"white noise": torch.rand(source.shape, generator=g, dtype=torch.float64),
+            "shuffled pixels": _shuffle_tiles(source, 1, g),
+            "shuffled 8-px tiles": _shuffle_tiles(source, 8, g),
+            "flat gray": torch.full(source.shape, float(source.mean()), dtype=torch.float64)}
+    to_real = style.spectrum_distance(real, source)
+    assert style.spectrum_distance(source, source) == 0
+    for name, image in fake.items():
+        assert to_real < style.spectrum_distance(image, source) - 2, name   # at least 2 dB worse
+
+
+def test_band_energies_by_hand():
+    # vertical stripes with a period of 64/6 ≈ 10.7 px: their energy is in ring 2 (periods
+    # 8-16 px), wedge 0 (horizontal frequency: vertical edges)
+    x = torch.arange(64, dtype=torch.float64)
+    stripes = (0.5 + 0.4 * torch.cos(2 * math.pi * x * 6 / 64)).expand(64, 64)
+    energies = style.band_energies(stripes.unsqueeze(-1).expand(64, 64, 3).numpy())
+    assert energies.argmax() == 2 * energies.shape[1] + 0
+    assert energies[2, 0] / energies.sum() > 0.95
+    assert torch.allclose(style.band_energies(stripes.T.unsqueeze(-1).expand(64, 64, 3).numpy())[2, 2],
+                          energies[2, 0])                             # turned 90°: wedge 2
+    with pytest.raises(ImageError, match="too small"):
+        style.band_energies(np.zeros((32, 32, 3)))
+    with pytest.raises(ImageError, match="one size"):
+        style.spectrum_distance(np.zeros((64, 64, 3)), np.zeros((96, 64, 3)))
+
+
+def test_colour_distance_and_layout_similarity_by_hand():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(64, 48, 3, generator=g, dtype=torch.float64) * 0.8
+    shuffled = image.reshape(-1, 3)[torch.randperm(64 * 48, generator=g)].reshape(64, 48, 3)
+    assert style.colour_distance(shuffled, image) == pytest.approx(0, abs=1e-9)   # same palette
+    assert style.colour_distance(image + 10 / 255, image) == pytest.approx(10, abs=1e-6)
+    uint8 = (image.numpy() * 255).round().astype(np.uint8)
+    assert style.colour_distance(uint8, image) < 0.5                  # a PIL-like image: 0-255
+    # a left-to-right ramp with noise keeps its layout; shuffled, it has none
+    ramp = torch.linspace(0, 1, 64, dtype=torch.float64).expand(64, 64).unsqueeze(-1).expand(64, 64, 3)
+    noisy = (ramp + 0.2 * torch.randn(64, 64, 1, generator=g, dtype=torch.float64)).clamp(0, 1)
+    scrambled = noisy.reshape(-1, 3)[torch.randperm(64 * 64, generator=g)].reshape(64, 64, 3)
+    assert style.layout_similarity(noisy, ramp) > 0.95
+    assert abs(style.layout_similarity(scrambled, ramp)) < 0.3
+    with pytest.raises(ImageError, match="H×W×3"):
+        style.colour_distance(np.zeros((8, 8)), image)
