@@ -306,11 +306,13 @@ def layout_similarity(image, reference, cells=16):
 
 
 def _rgb(image):
-    """H×W×3 RGB in [0, 1] as float64, from an array in [0, 1], a uint8 array or a PIL image."""
-    array = np.array(image)                   # a copy: a PIL image's buffer is read-only
-    rgb = torch.as_tensor(array, dtype=torch.float64)
-    if array.dtype == np.uint8:
-        rgb = rgb / 255
+    """H×W×3 RGB in [0, 1] as float64, from a tensor or array in [0, 1], 8-bit values or a PIL image."""
+    if torch.is_tensor(image):
+        rgb, eight_bit = image.detach().cpu(), image.dtype == torch.uint8
+    else:
+        array = np.array(image)               # a copy: a PIL image's buffer is read-only
+        rgb, eight_bit = torch.from_numpy(array), array.dtype == np.uint8
+    rgb = rgb.to(torch.float64) / (255 if eight_bit else 1)
     if rgb.dim() != 3 or rgb.shape[-1] != 3:
         raise ImageError(f"Expected an H×W×3 RGB image; got shape {tuple(rgb.shape)}.")
     return rgb
