@@ -21,7 +21,7 @@ bundled EfficientNet-Lite0. The model comes back in eval mode, on the chosen dev
 """
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -174,7 +174,7 @@ def cached_weights_path(name):
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
-def load_model(name=DEFAULT_MODEL, device=None, verbose=True):
+def load_model(name=DEFAULT_MODEL, device=None, verbose=True, weights="pretrained", seed=0):
     """A pretrained model from the registry, in eval mode on ``device``, with ``.spec``.
 
     ``device=None`` picks the best available one. A torchvision model whose weights are
@@ -182,21 +182,43 @@ def load_model(name=DEFAULT_MODEL, device=None, verbose=True):
     goes silent gives up, see ``utils.downloads``) is replaced, with one printed line, by
     the bundled EfficientNet-Lite0. ReLUs are made not in-place so that hooks and backward
     rules see every activation.
+
+    ``weights="random"`` gives the untrained network instead: torchvision's own
+    initialisation drawn with the seed ``seed`` (the same network on every machine),
+    nothing downloaded. Its ``spec.name`` says "(random weights)", so that it is never taken
+    for the trained one.
     """
     if name not in REGISTRY:
         raise KeyError(f"Unknown model {name!r}; choose one of {available_models()}.")
+    if weights not in ("pretrained", "random") or (weights == "random" and name == BUNDLED):
+        raise ValueError(f"weights must be 'pretrained' or 'random' (random: a torchvision "
+                         f"network, not {BUNDLED}), not {weights!r} for {name!r}.")
     device = pick_device(device)               # a missing GPU is an error before any work
-    try:
-        model = _build(name)
-    except OSError as err:
-        if verbose:
-            print(f"{err} Using the bundled {BUNDLED} instead.")
-        name, model = BUNDLED, build_lite0()
+    spec = REGISTRY[name]
+    if weights == "random":
+        model = _random(name, seed)
+        spec = replace(spec, name=f"{name} (random weights)")
+    else:
+        try:
+            model = _build(name)
+        except OSError as err:
+            if verbose:
+                print(f"{err} Using the bundled {BUNDLED} instead.")
+            model, spec = build_lite0(), REGISTRY[BUNDLED]
     for module in model.modules():
         if hasattr(module, "inplace"):
             module.inplace = False
-    model.spec = REGISTRY[name]
+    model.spec = spec
     return model.eval().to(device)
+
+
+def _random(name, seed):
+    """The torchvision network ``name`` as its builder initialises it, with a fixed seed."""
+    with torch.random.fork_rng(devices=[]):     # the caller's random stream is untouched
+        torch.manual_seed(seed)
+        args = {k: v for k, v in PRETRAINED_ARGS.get(name, {}).items() if k != "init_weights"}
+        model = torchvision.models.get_model(name, weights=None, **args)
+    return _without_training_heads(name, model)
 
 
 def _build(name):
@@ -228,7 +250,12 @@ def _from_state_dict(name, path):
     with torch.device("meta"):                 # no memory, no random init: weights come next
         model = torchvision.models.get_model(name, weights=None, **PRETRAINED_ARGS.get(name, {}))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), assign=True)
-    if name == "googlenet":                    # as torchvision does: aux heads only train
+    return _without_training_heads(name, model)
+
+
+def _without_training_heads(name, model):
+    """As torchvision does after loading: GoogLeNet's auxiliary heads only serve training."""
+    if name == "googlenet":
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     return model
 

@@ -59,6 +59,9 @@ class OptimResult:
         return self.losses[0] / best if self.losses and best > 0 else math.inf
 
 
+LINE_SEARCH_EVALUATIONS = 25     # at most, per L-BFGS iteration (torch's strong-Wolfe default)
+
+
 def _should_stop(stop):
     if stop is None:
         return False
@@ -70,8 +73,11 @@ def _make_optimizer(name, x, lr, momentum, history_size):
         return name([x], lr)
     if name == "lbfgs":
         # max_iter=1: one L-BFGS iteration per .step(), so we can clamp, report and stop
-        # between iterations; the curvature history is kept across calls.
-        return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=history_size,
+        # between iterations; the curvature history is kept across calls. max_eval: torch's
+        # default for max_iter=1 is one evaluation per step, which leaves the line search
+        # none: a rejected trial step would be rejected again at every later iteration.
+        return torch.optim.LBFGS([x], lr=lr, max_iter=1, max_eval=1 + LINE_SEARCH_EVALUATIONS,
+                                 history_size=history_size,
                                  line_search_fn="strong_wolfe",
                                  tolerance_grad=0.0, tolerance_change=0.0)
     if name == "adam":
@@ -115,6 +121,12 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
 
         closure:  g = ∇ₓ loss(x);   step:  x ← x + t·d,  d from the last ``history_size``
                   (Δx, Δg) pairs, t from a strong-Wolfe line search;   then clamp x.
+
+    It minimises loss(x) / |loss(x0)|, the same minimum in units of the start's loss:
+    torch's L-BFGS has absolute tolerances (it drops curvature pairs with Δxᵀ·Δg ≤ 1e-10),
+    which a loss of 1e-5 (a network with random weights) never passes. ``losses`` are
+    reported in the loss's own units. Each iteration starts where the previous line search
+    stopped; that point's loss and gradient are remembered, not computed twice.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', not {keep!r}.")
@@ -128,22 +140,42 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
     best = None                            # each image's lowest loss so far (a tensor)
     step_scale = torch.ones(())            # per-image step factor, halved by a restart
     last = {}
+    unit = []                              # L-BFGS: the loss of x0, its unit
+    memo = []                              # L-BFGS: the points evaluated during the last step
 
-    def closure():
-        opt.zero_grad(set_to_none=True)
+    def evaluate():
         loss, parts = _split(loss_fn(x))
         finite = torch.isfinite(loss.detach())
         if not finite.all() and (blowup is None or lbfgs or best is None
                                  or not torch.isfinite(best[~finite]).all()):
             raise FloatingPointError("The loss became NaN or infinite: lower the learning "
                                      "rate or the loss weights.")
-        loss.sum().backward()
+        total = loss.sum()
+        if lbfgs:             # in units of the start's loss (see the docstring)
+            if not unit:
+                unit.append(float(total.detach().abs()) or 1.0)
+            total = total / unit[0]
+        total.backward()
         if step_scale.dim():
             x.grad.mul_(step_scale)
         result.evaluations += 1
-        if not last:          # the first call of a step scores x itself (later: line search)
-            last.update(loss=loss.detach(), parts=parts)
-        return loss.sum()
+        return total.detach(), loss.detach(), parts
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        starting = not last   # the first call of a step scores x itself (later: line search)
+        seen = [m for m in memo if starting and torch.equal(m[0], x)]
+        if seen:              # where the last line search stopped: no need to compute it again
+            total, loss, parts, x.grad = *seen[0][1:4], seen[0][4].clone()
+        else:
+            total, loss, parts = evaluate()
+        if lbfgs:
+            if starting:
+                memo.clear()
+            memo.append((x.detach().clone(), total, loss, parts, x.grad.clone()))
+        if starting:
+            last.update(loss=loss, parts=parts)
+        return total
 
     def record(loss, parts):
         result.losses.append(float(loss.sum()))

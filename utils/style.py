@@ -19,8 +19,10 @@ matrix per image). ``synthesise_texture`` and ``transfer_style`` make one image 
 and refuse a batch with an ``ImageError`` (see ``single_image``): loop over your images.
 """
 import copy
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -227,6 +229,93 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
     return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
                           description="style transfer")
+
+
+# --- judging a result by statistics no network computed --------------------------------
+
+def band_energies(image, scales=5, orientations=4):
+    """How much contrast an image has at each scale and orientation: its gray-level power
+    spectrum summed over octave-wide rings (scales) and 180°/``orientations`` wedges.
+
+    ``image``: H×W×3 RGB in [0, 1] (what ``spec.deprocess`` returns) or a PIL image. Its gray
+    level (Rec. 601 luma), minus its mean and under a Hann window (so that the borders add no
+    false edges), gives the power spectrum |FFT|². Returns a ``scales`` × ``orientations``
+    tensor of variances: ring k holds periods of 2^(k+1) to 2^(k+2) pixels (ring 0 the finest
+    detail, with the corners of the spectrum); wedge 0 is centred on horizontal frequencies,
+    i.e. vertical edges (the mortar between bricks side by side), wedge ``orientations // 2``
+    on horizontal edges.
+    """
+    rgb = _rgb(image)
+    h, w, _ = rgb.shape
+    if min(h, w) < 2 ** (scales + 1):
+        raise ImageError(f"A {h}×{w} image is too small for {scales} scales; it needs at least "
+                         f"{2 ** (scales + 1)} pixels a side.")
+    gray = rgb @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
+                         torch.hann_window(w, periodic=False, dtype=torch.float64))
+    power = torch.fft.fft2((gray - gray.mean()) * window).abs() ** 2 / (window ** 2).sum()
+    fy, fx = torch.meshgrid(torch.fft.fftfreq(h, dtype=torch.float64),
+                            torch.fft.fftfreq(w, dtype=torch.float64), indexing="ij")
+    radius = torch.sqrt(fx ** 2 + fy ** 2)                # cycles per pixel, up to 0.5·√2
+    ring = torch.floor(torch.log2(0.5 / radius.clamp(min=1e-12))).clamp(min=0)
+    turn = torch.remainder(torch.atan2(fy, fx) + math.pi / (2 * orientations), math.pi)
+    wedge = torch.floor(turn / (math.pi / orientations)).clamp(max=orientations - 1)
+    keep = (radius > 0) & (ring < scales)
+    energies = torch.zeros(scales, orientations, dtype=torch.float64)
+    energies.index_put_((ring[keep].long(), wedge[keep].long()), power[keep], accumulate=True)
+    return energies
+
+
+def spectrum_distance(image, source, floor=1e-8):
+    """How far ``image``'s contrast per scale and orientation is from ``source``'s, in dB:
+
+        D = sqrt( mean_bands [10 · log10(E_image / E_source)]² )      (E: ``band_energies``)
+
+    0 for the same statistics; 3 dB is a factor 2 in a band's energy, on average. Computed
+    from the pixels alone, with no network, so it judges a texture made by any network
+    fairly (it is not the loss that was minimised). Both images need the same size.
+    """
+    if np.asarray(image).shape[:2] != np.asarray(source).shape[:2]:
+        raise ImageError(f"Compare images of one size, not {np.asarray(image).shape[:2]} and "
+                         f"{np.asarray(source).shape[:2]}.")
+    a, b = band_energies(image), band_energies(source)
+    return float(torch.sqrt(torch.mean((10 * torch.log10((a + floor) / (b + floor))) ** 2)))
+
+
+def colour_distance(image, reference):
+    """How far ``image``'s colours are from ``reference``'s, in gray levels (0-255): for each
+    of R, G, B, the mean gap between the two images' sorted pixel values (compared at the
+    same 256 quantiles, so the sizes may differ), averaged over the three channels. This is
+    the 1-D earth mover's distance between their colour histograms: 0 for the same palette
+    in any arrangement. Images as for ``band_energies``.
+    """
+    a, b = _rgb(image).reshape(-1, 3), _rgb(reference).reshape(-1, 3)
+    levels = torch.linspace(0, 1, 256, dtype=torch.float64)
+    return float((torch.quantile(a, levels, dim=0) - torch.quantile(b, levels, dim=0)).abs().mean()) * 255
+
+
+def layout_similarity(image, reference, cells=16):
+    """Does ``image`` keep ``reference``'s layout of light and dark? The correlation of their
+    gray levels averaged over a ``cells`` × ``cells`` grid: 1 for the same layout, about 0 for
+    an unrelated picture. Blind to detail smaller than a cell (strokes, texture, noise).
+    """
+    def coarse(picture):
+        gray = _rgb(picture) @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+        return nn.functional.adaptive_avg_pool2d(gray[None, None], cells).flatten()
+    return float(torch.corrcoef(torch.stack([coarse(image), coarse(reference)]))[0, 1])
+
+
+def _rgb(image):
+    """H×W×3 RGB in [0, 1] as float64, from a tensor or array in [0, 1], 8-bit values or a PIL image."""
+    if torch.is_tensor(image):
+        rgb, eight_bit = image.detach().cpu(), image.dtype == torch.uint8
+    else:
+        array = np.array(image)               # a copy: a PIL image's buffer is read-only
+        rgb, eight_bit = torch.from_numpy(array), array.dtype == np.uint8
+    rgb = rgb.to(torch.float64) / (255 if eight_bit else 1)
+    if rgb.dim() != 3 or rgb.shape[-1] != 3:
+        raise ImageError(f"Expected an H×W×3 RGB image; got shape {tuple(rgb.shape)}.")
+    return rgb
 
 
 # --- a painting to copy the style of ------------------------------------------------------
