@@ -179,23 +179,42 @@ def plot_stage_overview(image, activations, n_channels=4, title=None):
 
 
 def plot_channel(image, activation, channel, layer_name=""):
-    """One channel's activation map next to the image, and overlaid on it."""
+    """One channel's activation map next to the image, and overlaid on it. Both in units of
+    the channel's largest value on this image (a fixed colour scale, 0 to 1: the titles give
+    that value), so that ``update_channel`` can show another channel in place."""
     import matplotlib.pyplot as plt
     from .plotting import show_heatmap, show_map
-    channels = activation.shape[1]
-    channel = min(int(channel), channels - 1)
-    values = activation[0, channel].cpu().numpy()
+    first = np.zeros(activation.shape[-2:], dtype=np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     axes[0].imshow(image)
     axes[0].axis("off")
     axes[0].set_title("input")
-    show_map(values, ax=axes[1], title=f"{layer_name}: channel {channel} of 0..{channels - 1}",
-             cmap="gray")
-    flat = values.max() == values.min()
-    show_heatmap(image, values, ax=axes[2], title=f"constant {values.max():.2f}: silent here" if flat
-                 else f"overlay (max {values.max():.2f})")
+    show_map(first, ax=axes[1], cmap="gray")
+    show_heatmap(image, first, ax=axes[2])
+    for ax in axes[1:]:
+        ax.images[-1].colorbar.set_label("× the channel's max", fontsize=10)
+    update_channel(fig, activation, channel, layer_name)
     fig.tight_layout()
     return fig
+
+
+def update_channel(fig, activation, channel, layer_name=""):
+    """Show another channel (or layer) of the same image in a ``plot_channel`` figure, in
+    place; returns the artists that changed (for ``widgets.connect``)."""
+    from .plotting import resize_map, update_map
+    channels = activation.shape[1]
+    channel = min(int(channel), channels - 1)
+    values = activation[0, channel].float().cpu().numpy()
+    top = float(np.abs(values).max())
+    relative = values / (top or 1.0)                    # negative values (if any) show as 0
+    map_ax, overlay_ax = fig.axes[1], fig.axes[2]
+    map_ax.set_title(f"{layer_name}: channel {channel} of 0..{channels - 1}")
+    overlay_ax.set_title(f"constant {values.max():.2f}: silent here" if values.max() == values.min()
+                         else f"overlay (max {top:.2f})")
+    heat = overlay_ax.images[-1]
+    return (update_map(map_ax.images[0], relative, limits=(0, 1)) + [map_ax.title]
+            + update_map(heat, resize_map(relative, heat.get_array().shape), limits=(0, 1))
+            + [overlay_ax.title])
 
 
 def plot_neighbours(query, gallery, labels, pixel_hits, feature_hits):

@@ -164,6 +164,22 @@ def _finish_panel(ax, shown, title, colorbar):
     return ax
 
 
+def update_map(shown, values, signed=False, limits=None):
+    """New ``values`` in a map drawn by ``show_map`` or ``show_heatmap`` (``shown``: its image
+    artist). The colour range is stretched to them (centred on zero if ``signed``), unless
+    ``limits`` fixes it. The map keeps its place on the axes at any resolution. Returns the
+    artists to draw again, for ``widgets.connect``: the map, and its colour bar if its range
+    changed (a fixed range saves redrawing the colour bar's ticks)."""
+    values = np.asarray(values, dtype=np.float32)
+    shown.set_data(values)
+    if limits is not None:
+        shown.set_clim(*limits)
+        return [shown]
+    bound = float(np.abs(values).max()) or 1.0
+    shown.set_clim(*((-bound, bound) if signed else (float(values.min()), float(values.max()))))
+    return [shown] + ([shown.colorbar.ax] if shown.colorbar is not None else [])
+
+
 def show_map(values, ax=None, title=None, cmap=HEAT_CMAP, colorbar=True):
     """A single 2-D map (activation, saliency) on its own, with a colour bar."""
     if ax is None:

@@ -113,34 +113,128 @@ class Explorer(W.VBox):
         return bundle
 
 
+def figure_jpeg(figure, quality=88):
+    """The figure as JPEG bytes, cropped to what it draws (like Jupyter's inline figures).
+
+    One Agg render and a JPEG encoding of its pixels: about 0.1 s for a three-panel figure on
+    a slow CPU, where Jupyter's own display of a figure takes about twice as long.
+    """
+    canvas = _agg_canvas(figure)
+    canvas.draw()
+    return _jpeg(canvas, _drawn_box(figure, canvas), quality)
+
+
+class InPlace:
+    """A figure redrawn in place by *blitting*, the way matplotlib animates: the parts that
+    never change are rendered once and kept as pixels; a change draws only the artists that
+    ``draw`` returns (images, titles, patches) over a copy of those pixels. That takes a few
+    milliseconds instead of the 0.1 s of a full render. Artists left out of the list keep
+    their first look, so ``draw`` must return every artist it changed, in drawing order.
+    """
+
+    def __init__(self, figure, quality=88):
+        self.figure, self.quality = figure, quality
+        self.canvas, self.background, self.box = _agg_canvas(figure), None, None
+
+    def jpeg(self, changed):
+        if changed is None:                      # the changes are unknown: draw everything
+            self.canvas.draw()
+            self.box, self.background = _drawn_box(self.figure, self.canvas), None
+        else:
+            if self.background is None:          # first: everything that never changes
+                for artist in changed:
+                    artist.set_animated(True)
+                self.canvas.draw()
+                self.background = self.canvas.copy_from_bbox(self.figure.bbox)
+                self.box = _drawn_box(self.figure, self.canvas)
+            else:
+                self.canvas.restore_region(self.background)
+            for artist in changed:
+                self.figure.draw_artist(artist)
+        return _jpeg(self.canvas, self.box, self.quality)
+
+
+def _agg_canvas(figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    return figure.canvas if type(figure.canvas) is FigureCanvasAgg else FigureCanvasAgg(figure)
+
+
+def _drawn_box(figure, canvas):
+    """(top, bottom, left, right) in pixels of what the figure draws, plus a small margin."""
+    import numpy as np
+    box = figure.get_tightbbox(canvas.get_renderer()).padded(0.04)   # inches, from below
+    box = box.transformed(figure.dpi_scale_trans)                     # pixels
+    width, height = canvas.get_width_height()
+    return (max(height - int(np.ceil(box.y1)), 0), min(height - int(box.y0), height),
+            max(int(box.x0), 0), min(int(np.ceil(box.x1)), width))
+
+
+def _jpeg(canvas, box, quality):
+    import numpy as np
+    from PIL import Image
+    top, bottom, left, right = box
+    pixels = np.asarray(canvas.buffer_rgba())[top:bottom, left:right, :3]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def still_image(figure):
     """A matplotlib figure as a base64 JPEG string (the still of a widget's figure)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="jpeg", dpi=figure.dpi, bbox_inches="tight",
-                   pil_kwargs={"quality": 85})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(figure_jpeg(figure)).decode("ascii")
 
 
 def connect(draw, **controls):
     """Call ``draw(**values)`` now and whenever a control changes; return the UI box.
 
-    An ``ImagePicker`` passes its PIL image; other widgets pass their ``.value``. The first
-    figure is also kept as the box's still image, for viewers that cannot run widgets.
+    What ``draw`` returns decides how the picture is made:
+
+    * nothing, or a figure: ``draw`` made a new figure (with pyplot), rendered whole: simple,
+      0.2-0.4 s per change for a figure of a few panels;
+    * a list of artists: ``draw`` changed them in a figure it drew before (``set_data``,
+      ``set_text``, ``set_clim``); only they are drawn again (``InPlace``): milliseconds.
+
+    Either way the figure is rendered here into an ``ipywidgets.Image`` that is updated in
+    place, the quickest way to a new picture in the browser. What ``draw``
+    prints (text, progress bars, errors) appears in an output area above the figure. An
+    ``ImagePicker`` passes its PIL image; other widgets pass their ``.value``. A change that
+    leaves every value as it was drawn (two controls moved by one action) is not redrawn.
     """
     import matplotlib.pyplot as plt
-    output = W.Output()
-    box = Explorer(list(controls.values()) + [output])
+    from matplotlib.figure import Figure
+    output, picture = W.Output(), W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
+    box = Explorer(list(controls.values()) + [output, picture])
+    in_place = []                        # the InPlace of the figure last changed in place
+    drawn = []                           # the values of the figure on screen
 
     def values():
         return {k: (c.image if isinstance(c, ImagePicker) else c.value) for k, c in controls.items()}
 
+    def same(a, b):
+        return all(a[k] is b[k] or (not hasattr(a[k], "size") and a[k] == b[k]) for k in a)
+
     def redraw(_=None):
+        now = values()
+        if drawn and same(now, drawn[-1]):
+            return
         with output:
             output.clear_output(wait=True)
-            draw(**values())
-            if box.still is None and plt.get_fignums():
-                box.still = still_image(plt.gcf())
-            plt.show()
+            before = set(plt.get_fignums())
+            result = draw(**now)
+            new = set(plt.get_fignums()) - before
+            if isinstance(result, (list, tuple)) and result:
+                if not in_place or in_place[0].figure is not result[0].figure:
+                    in_place[:] = [InPlace(result[0].figure)]
+                picture.value = in_place[0].jpeg(list(result))
+            elif isinstance(result, Figure) or new:
+                picture.value = figure_jpeg(result if isinstance(result, Figure) else
+                                            plt.figure(max(new)))
+            if box.still is None and picture.value:
+                box.still = base64.b64encode(picture.value).decode("ascii")
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)        # a new figure lives on in the widget (and in draw's
+                                         # hands, to be changed in place next time)
+            drawn[:] = [now]
 
     for control in controls.values():
         if isinstance(control, ImagePicker):

@@ -1,0 +1,196 @@
+"""How long a student waits after moving a widget: from the change in the browser to the new
+figure on screen, measured in a real JupyterLab driven by headless Chromium.
+
+    python tools/widget_latency.py                       # notebooks 01-06, default mode
+    python tools/widget_latency.py 03 --fast --repeats 3
+
+For each notebook: copies it to a temporary folder, opens it in JupyterLab, runs all cells,
+then for every explorer (a cell whose output has controls and a figure) changes each
+dropdown and slider ``--repeats`` times (next option / one step) and times, in the page,
+``performance.now()`` at the change to the first animation frame after the new image has
+been decoded. Prints one line per control with the median and the slowest time.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and ``pip install selenium`` (see
+benchmarks/requirements.txt); runs offline (``VCNN_OFFLINE=1``). Time it on an idle machine:
+a second busy process on two cores changes the numbers several times over.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ["01", "02", "03", "04", "05", "06"]
+
+# In the page: change one control of one explorer and call back with the milliseconds until
+# a new image is decoded and painted (or an error text). Arguments: cell index, control index.
+CHANGE_AND_TIME = r"""
+const [cellIndex, controlIndex, timeoutMs, done] = arguments;
+const panel = window.jupyterapp.shell.currentWidget;
+const node = panel.content.widgets[cellIndex].node;
+const area = node.querySelector('.jp-Cell-outputArea');
+const control = area.querySelectorAll('select, .widget-slider .noUi-handle')[controlIndex];
+const seen = new Set([...area.querySelectorAll('img')].map(img => img.src));
+let t0 = 0, finished = false;
+const finish = value => { if (!finished) { finished = true; observer.disconnect(); done(value); } };
+const observer = new MutationObserver(() => {
+  const fresh = [...area.querySelectorAll('img')].find(img => img.src && !seen.has(img.src));
+  if (fresh) {
+    observer.disconnect();
+    fresh.decode().catch(() => null).then(() =>
+      requestAnimationFrame(() => finish(performance.now() - t0)));
+  }
+});
+observer.observe(area, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+setTimeout(() => finish('timeout'), timeoutMs);
+t0 = performance.now();
+if (control.tagName === 'SELECT') {
+  control.selectedIndex = (control.selectedIndex + 1) % control.options.length;
+  control.dispatchEvent(new Event('change', {bubbles: true}));
+} else {
+  const atEnd = control.getAttribute('aria-valuenow') === control.getAttribute('aria-valuemax');
+  const key = atEnd ? 'ArrowLeft' : 'ArrowRight';
+  control.dispatchEvent(new KeyboardEvent('keydown', {key: key, bubbles: true}));
+}
+"""
+
+# The explorers: cells whose output holds at least one control and one image.
+FIND_EXPLORERS = r"""
+const panel = window.jupyterapp.shell.currentWidget;
+const found = [];
+panel.content.widgets.forEach((cell, index) => {
+  const area = cell.node.querySelector('.jp-Cell-outputArea');
+  if (!area || !area.querySelector('.jupyter-widgets img')) return;
+  const controls = [...area.querySelectorAll('select, .widget-slider .noUi-handle')].map(c => {
+    const box = c.closest('.widget-dropdown, .widget-slider');
+    const label = box && box.querySelector('.widget-label');
+    return (label && label.textContent.trim()) || c.tagName.toLowerCase();
+  });
+  if (controls.length) found.push({cell: index, controls: controls,
+      source: cell.model.sharedModel.getSource().split('\n').slice(-1)[0].slice(0, 70)});
+});
+return found;
+"""
+
+KERNEL_BUSY = r"""
+const panel = window.jupyterapp.shell.currentWidget;
+const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
+const pending = panel ? panel.content.widgets.filter(c => c.model.type === 'code'
+    && c.model.sharedModel.getSource().trim() && c.model.executionCount === null).length : -1;
+return [kernel ? kernel.status : 'none', pending];
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_lab(folder, fast):
+    """JupyterLab serving ``folder``, app exposed to the page, notebook windowing off (every
+    cell stays in the page, so its output can be found)."""
+    settings = folder / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    env = dict(os.environ, VCNN_OFFLINE="1", VCNN_FAST="1" if fast else "0",
+               JUPYTERLAB_SETTINGS_DIR=str(folder / "lab-settings"))
+    port, token = free_port(), "latency"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={folder}",
+         "--LabApp.expose_app_in_browser=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return server, f"http://127.0.0.1:{port}", token
+
+
+def browser():
+    from selenium import webdriver
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    return webdriver.Chrome(options=options, service=service)
+
+
+def run_all(driver, url, token, name, limit_s):
+    driver.get(f"{url}/lab/tree/{name}?token={token}")
+    deadline = time.time() + 120
+    while time.time() < deadline:          # the page, the app and the kernel are up
+        state = driver.execute_script(KERNEL_BUSY)
+        if state[0] == "idle":
+            break
+        time.sleep(1)
+    start = time.time()
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    time.sleep(3)
+    while time.time() - start < limit_s:
+        status, pending = driver.execute_script(KERNEL_BUSY)
+        if status == "idle" and pending == 0:
+            return time.time() - start
+        time.sleep(2)
+    raise TimeoutError(f"{name}: still running after {limit_s} s")
+
+
+def measure(driver, repeats, timeout_s):
+    rows = []
+    driver.set_script_timeout(timeout_s + 5)
+    for explorer in driver.execute_script(FIND_EXPLORERS):
+        for k, label in enumerate(explorer["controls"]):
+            times = []
+            for _ in range(repeats):
+                ms = driver.execute_async_script(CHANGE_AND_TIME, explorer["cell"], k,
+                                                 timeout_s * 1000)
+                if ms == "timeout":
+                    break
+                times.append(ms)
+                time.sleep(1.0)              # let the kernel settle
+            rows.append((explorer["cell"], explorer["source"], label, times))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", default=DEFAULT, help="numbers, e.g. 01 03")
+    parser.add_argument("--fast", action="store_true", help="run the notebooks in fast mode")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per change")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="vcnn-latency-"))
+    paths = [next((ROOT / "notebooks").glob(f"{n}_*.ipynb")) for n in args.notebooks]
+    for path in paths:
+        shutil.copy(path, folder / path.name)
+    server, url, token = start_lab(folder, args.fast)
+    driver = None
+    try:
+        time.sleep(5)
+        driver = browser()
+        print(f"mode: {'fast' if args.fast else 'default'}; {os.cpu_count()} CPUs; "
+              f"milliseconds from a change to the new figure painted (median, slowest)")
+        for path in paths:
+            seconds = run_all(driver, url, token, path.name, limit_s=900)
+            print(f"\n{path.name} (ran in {seconds:.0f} s)")
+            for cell, source, label, times in measure(driver, args.repeats, args.timeout):
+                shown = (f"{statistics.median(times):7.0f} {max(times):7.0f}" if times
+                         else "  no new figure")
+                print(f"  cell {cell:3d} {label:10s} {shown}   {source}")
+            driver.execute_script("window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
