@@ -183,6 +183,7 @@ def plot_channel(image, activation, channel, layer_name=""):
     the channel's largest value on this image (a fixed colour scale, 0 to 1: the titles give
     that value), so that ``update_channel`` can show another channel in place."""
     import matplotlib.pyplot as plt
+
     from .plotting import show_heatmap, show_map
     first = np.zeros(activation.shape[-2:], dtype=np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
