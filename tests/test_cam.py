@@ -262,7 +262,7 @@ def test_explorer_switches_class_without_a_forward_pass(lite, images):
 def test_widget_controls_redraw_from_the_cache(lite, images, monkeypatch):
     explorer = C.CamExplorer(lite, images[:1], layers=["blocks.10"], top=3)
     seen = []
-    monkeypatch.setattr(C, "draw_explorer", lambda e, label, layer, method: seen.append(
+    monkeypatch.setattr(C, "update_explorer", lambda fig, e, label, layer, method: seen.append(
         (label, layer, method, e.heatmap(label, layer, method))))
     calls = []
     handle = lite.register_forward_pre_hook(lambda m, i: calls.append(1))

@@ -169,3 +169,19 @@ def test_selective_channels_finds_the_channel_or_unit_whose_top_regions_stand_ou
     assert P.selective_channels(bank, "L", n=1) == [3]
     assert P.selective_channels(bank, "L", n=1, y=1, x=0) == [1]
     assert P.selective_channels(bank, "L", n=1, y=0, x=0) == [4]
+
+
+def test_unit_update_in_place_matches_a_fresh_figure(bank_and_model):
+    """The explorer's move (another layer, channel or unit) fills the figure in place: the
+    same pixels as a fresh figure of that unit, including blank slots."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from test_in_place import fresh, in_place, same_picture
+    _, bank, _, _ = bank_and_model
+    fig = P.show_top_patches(bank, "pool", 0, k=6)
+    moved = in_place(fig, P.update_top_patches(fig, bank, "pool", 1, k=6),
+                     lambda: P.update_top_patches(fig, bank, "conv2", 2, 3, 4, k=6, iou=0.1))
+    same_picture(moved, fresh(P.show_top_patches(bank, "conv2", 2, 3, 4, k=6, iou=0.1)))
+    plt.close("all")

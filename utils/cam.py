@@ -20,6 +20,7 @@ model as found.
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,8 +29,8 @@ from .attribution import guided_backprop
 from .env import progress_bar
 from .hooks import capture_activations, graph_from_layers, model_guard, model_spec, resolve_layer
 from .images import image_batch, one_image
-from .localize import bounding_box, draw_box  # noqa: F401  (one home for boxes)
-from .plotting import show_heatmap, show_map, to_numpy_image
+from .localize import bounding_box, draw_box
+from .plotting import STRETCHED, normalize_map, resize_map, show_heatmap, show_map, to_numpy_image, update_map
 from .targets import check_target, choose_target
 from .widgets import LAYOUT, STYLE, class_picker, connect
 
@@ -331,16 +332,48 @@ def show_cam(image, heatmap, title=None, fraction=None, axes=None):
 
 def draw_explorer(explorer, label, layer, method):
     """The widget's figure for one (class, layer, method), from the explorer's cache."""
-    heatmap = explorer.heatmap(label, layer, method)
+    fig = explorer_figure(explorer)
+    update_explorer(fig, explorer, label, layer, method)
+    return fig
+
+
+def explorer_figure(explorer):
+    """The explorer's two panels, drawn once: the raw map and the overlay with its box, both
+    normalized from min to max on a fixed colour scale (``update_explorer`` fills them)."""
+    image = explorer.model.spec.deprocess(explorer.x)
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.3), gridspec_kw={"width_ratios": [1, 1.25]})
+    show_map(np.zeros((7, 7)), ax=axes[0], title="raw map")
+    show_heatmap(image, np.zeros(image.shape[:2]), ax=axes[1], title="map")
+    for ax in axes:
+        ax.images[-1].colorbar.set_label(STRETCHED, fontsize=10)
+    draw_box(axes[1], (0, 0, 1, 1))
+    fig.suptitle("layer", fontsize=11, fontweight="normal")
+    fig.tight_layout()
+    return fig
+
+
+def update_explorer(fig, explorer, label, layer, method):
+    """Another (class, layer, method) in an ``explorer_figure``, in place; returns the artists
+    that changed (for ``widgets.connect``)."""
+    heatmap = explorer.heatmap(label, layer, method).detach().float().cpu().numpy()
     layer = explorer.cam_layer if method == "CAM" else layer
     p = dict(explorer.predictions())[label]
     fraction = CAM_THRESHOLD if method == "CAM" else GRAD_CAM_THRESHOLD
-    fig = show_cam(explorer.model.spec.deprocess(explorer.x), heatmap,
-                   f"{method}: {label} ({p:.2f})", fraction)
-    fig.suptitle(f"layer {layer}; box at {fraction:.0%} of the max", fontsize=11,
-                 fontweight="normal")
-    fig.tight_layout()
-    return fig
+    raw_ax, overlay_ax = fig.axes[0], fig.axes[1]
+    heat = overlay_ax.images[-1]
+    box = bounding_box(heatmap, fraction, heat.get_array().shape)
+    frame = overlay_ax.patches[0]
+    frame.set_visible(box is not None)
+    if box is not None:
+        frame.set_bounds(box[0] - 0.5, box[1] - 0.5, box[2] - box[0], box[3] - box[1])
+    raw_ax.set_title(f"raw map {tuple(heatmap.shape)}")
+    overlay_ax.set_title(f"{method}: {label} ({p:.2f})")
+    title = fig.suptitle(f"layer {layer}; box at {fraction:.0%} of the max", fontsize=11,
+                         fontweight="normal")
+    normalized = normalize_map(heatmap)
+    return (update_map(raw_ax.images[0], normalized, limits=(0, 1)) + [raw_ax.title]
+            + update_map(heat, resize_map(normalized, heat.get_array().shape), limits=(0, 1))
+            + [frame, overlay_ax.title, title])
 
 
 def cam_widget(explorer, layer=None, method="Grad-CAM"):
@@ -350,7 +383,8 @@ def cam_widget(explorer, layer=None, method="Grad-CAM"):
                                     description="layer", layout=LAYOUT, style=STYLE),
                 "method": W.Dropdown(options=explorer.methods(), value=method,
                                      description="method", layout=LAYOUT, style=STYLE)}
-    box = connect(lambda label, layer, method: draw_explorer(explorer, label, layer, method),
-                  **controls)
+    figure = explorer_figure(explorer)         # drawn once; each change fills it in place
+    box = connect(lambda label, layer, method: update_explorer(figure, explorer, label, layer,
+                                                               method), **controls)
     box.controls = controls
     return box

@@ -179,12 +179,12 @@ def plot_stage_overview(image, activations, n_channels=4, title=None):
 
 
 def plot_channel(image, activation, channel, layer_name=""):
-    """One channel's activation map next to the image, and overlaid on it. Both in units of
-    the channel's largest value on this image (a fixed colour scale, 0 to 1: the titles give
-    that value), so that ``update_channel`` can show another channel in place."""
+    """One channel's activation map next to the image, and overlaid on it, each normalized
+    from its min to its max on a fixed colour scale, so that ``update_channel`` can show
+    another channel in place (the titles give the max)."""
     import matplotlib.pyplot as plt
 
-    from .plotting import show_heatmap, show_map
+    from .plotting import STRETCHED, show_heatmap, show_map
     first = np.zeros(activation.shape[-2:], dtype=np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     axes[0].imshow(image)
@@ -193,7 +193,7 @@ def plot_channel(image, activation, channel, layer_name=""):
     show_map(first, ax=axes[1], cmap="gray")
     show_heatmap(image, first, ax=axes[2])
     for ax in axes[1:]:
-        ax.images[-1].colorbar.set_label("× the channel's max", fontsize=10)
+        ax.images[-1].colorbar.set_label(STRETCHED, fontsize=10)
     update_channel(fig, activation, channel, layer_name)
     fig.tight_layout()
     return fig
@@ -202,16 +202,15 @@ def plot_channel(image, activation, channel, layer_name=""):
 def update_channel(fig, activation, channel, layer_name=""):
     """Show another channel (or layer) of the same image in a ``plot_channel`` figure, in
     place; returns the artists that changed (for ``widgets.connect``)."""
-    from .plotting import resize_map, update_map
+    from .plotting import normalize_map, resize_map, update_map
     channels = activation.shape[1]
     channel = min(int(channel), channels - 1)
     values = activation[0, channel].float().cpu().numpy()
-    top = float(np.abs(values).max())
-    relative = values / (top or 1.0)                    # negative values (if any) show as 0
+    relative = normalize_map(values)
     map_ax, overlay_ax = fig.axes[1], fig.axes[2]
     map_ax.set_title(f"{layer_name}: channel {channel} of 0..{channels - 1}")
     overlay_ax.set_title(f"constant {values.max():.2f}: silent here" if values.max() == values.min()
-                         else f"overlay (max {top:.2f})")
+                         else f"overlay (max {values.max():.2f})")
     heat = overlay_ax.images[-1]
     return (update_map(map_ax.images[0], relative, limits=(0, 1)) + [map_ax.title]
             + update_map(heat, resize_map(relative, heat.get_array().shape), limits=(0, 1))

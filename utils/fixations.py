@@ -681,20 +681,39 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
 def plot_fixations(image, points, kept, heat, box=None, title=""):
     """Two panels: the fixations (outliers in gray), and the blurred map with its box."""
     import matplotlib.pyplot as plt
+
     from .localize import draw_box
-    from .plotting import show_heatmap
+    from .plotting import STRETCHED, show_heatmap
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9))
     axes[0].imshow(image)
-    outliers = sorted(set(points) - set(kept))
-    if outliers:
-        axes[0].scatter([x for _, x in outliers], [y for y, _ in outliers], s=12, c="lightgray",
-                        edgecolors="black", linewidths=0.3, label="outliers")
-    axes[0].scatter([x for _, x in kept], [y for y, _ in kept], s=14, c="#00e5ff",
-                    edgecolors="black", linewidths=0.4, label="fixations")
-    axes[0].set_title(f"{len(kept)} fixations ({len(outliers)} outliers)")
+    nowhere = np.empty((0, 2))
+    axes[0].scatter(*nowhere.T, s=12, c="lightgray", edgecolors="black", linewidths=0.3,
+                    label="outliers")
+    axes[0].scatter(*nowhere.T, s=14, c="#00e5ff", edgecolors="black", linewidths=0.4,
+                    label="fixations")
     axes[0].axis("off")
-    show_heatmap(image, heat, ax=axes[1], title="blurred (σ = 20 px at 224)")
-    draw_box(axes[1], box)
-    fig.suptitle(title)
+    show_heatmap(image, np.zeros(np.asarray(heat).shape), ax=axes[1], title="blurred (σ = 20 px at 224)")
+    axes[1].images[-1].colorbar.set_label(STRETCHED, fontsize=10)
+    draw_box(axes[1], (0, 0, 1, 1))
+    fig.suptitle("class")
+    update_fixations(fig, points, kept, heat, box, title)
     fig.tight_layout()
     return fig
+
+
+def update_fixations(fig, points, kept, heat, box=None, title=""):
+    """Another class's fixations in a ``plot_fixations`` figure of the same image, in place;
+    returns the artists that changed (for ``widgets.connect``)."""
+    from .plotting import normalize_map, update_map
+    points_ax, map_ax = fig.axes[0], fig.axes[1]
+    outliers = sorted(set(points) - set(kept))
+    for dots, where in zip(points_ax.collections, (outliers, kept)):
+        dots.set_offsets([(x, y) for y, x in where] or np.empty((0, 2)))
+    points_ax.set_title(f"{len(kept)} fixations ({len(outliers)} outliers)")
+    frame = map_ax.patches[0]
+    frame.set_visible(box is not None)
+    if box is not None:
+        frame.set_bounds(box[0] - 0.5, box[1] - 0.5, box[2] - box[0], box[3] - box[1])
+    return (list(points_ax.collections) + [points_ax.title]
+            + update_map(map_ax.images[-1], normalize_map(heat), limits=(0, 1))
+            + [frame, fig.suptitle(title)])

@@ -302,22 +302,40 @@ def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=
                      title=None):
     """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score."""
     import matplotlib.pyplot as plt
-    hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
-    ncols = min(ncols, max(len(hits), 1))
-    nrows = max(1, -(-len(hits) // ncols))
+    ncols = min(ncols, k)
+    nrows = -(-k // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.4),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, hit in zip(axes.flat, hits):
-        ax.imshow(bank.regions.crop(hit.region, hit.box).resize((80, 80), Image.BILINEAR))
-        ax.set_title(f"{hit.score:.2f}", fontsize=11)
+    for ax in axes.flat[:k]:                        # k slots, filled by update_top_patches
+        ax.imshow(np.ones((PATCH_PX, PATCH_PX, 3)))
+        ax.set_title("0.00", fontsize=11)
+    fig.suptitle("unit", fontsize=12)                 # its text: update_top_patches
+    update_top_patches(fig, bank, layer, channel, y, x, k, iou, title)
+    fig.tight_layout(h_pad=0.6)
+    return fig
+
+
+def update_top_patches(fig, bank, layer, channel, y=None, x=None, k=16, iou=0.3, title=None):
+    """Fill a ``show_top_patches`` figure with another unit's patches, in place; returns the
+    artists that changed (for ``widgets.connect``). Slots without a patch stay blank."""
+    hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
+    changed = []
+    for ax, hit in zip([ax for ax in fig.axes if ax.images], hits + [None] * k):
+        patch = (np.asarray(bank.regions.crop(hit.region, hit.box).resize(
+            (PATCH_PX, PATCH_PX), Image.BILINEAR)) if hit else np.full((PATCH_PX, PATCH_PX, 3), 255, np.uint8))
+        ax.images[0].set_data(patch)
+        ax.title.set_text(f"{hit.score:.2f}" if hit else "")
+        changed += [ax.images[0], ax.title]
     unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
     field = bank.fields[layer]
     rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
-    fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}", fontsize=12)
-    fig.tight_layout(h_pad=0.6)
-    return fig
+    return changed + [fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}",
+                                   fontsize=12)]
+
+
+PATCH_PX = 80                                       # side of a patch as shown
 
 
 def show_neighbours(bank, query, k=5, size=1.8):

@@ -164,6 +164,9 @@ def _finish_panel(ax, shown, title, colorbar):
     return ax
 
 
+STRETCHED = "0 = min, 1 = max"          # colour-bar label of a map shown through normalize_map
+
+
 def update_map(shown, values, signed=False, limits=None):
     """New ``values`` in a map drawn by ``show_map`` or ``show_heatmap`` (``shown``: its image
     artist). The colour range is stretched to them (centred on zero if ``signed``), unless

@@ -224,6 +224,7 @@ def connect(draw, **controls):
             new = set(plt.get_fignums()) - before
             if isinstance(result, (list, tuple)) and result:
                 if not in_place or in_place[0].figure is not result[0].figure:
+                    plt.close(result[0].figure)      # shown by the widget, not by the notebook
                     in_place[:] = [InPlace(result[0].figure)]
                 picture.value = in_place[0].jpeg(list(result))
             elif isinstance(result, Figure) or new:
