@@ -300,42 +300,50 @@ def selective_channels(bank, layer, n=4, k=16, y=None, x=None):
 
 def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=6, size=1.8,
                      title=None):
-    """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score."""
+    """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score.
+
+    The patches are tiles of one image (a mosaic), so that ``update_top_patches`` can show
+    another unit by changing that image and the score labels."""
     import matplotlib.pyplot as plt
     ncols = min(ncols, k)
     nrows = -(-k // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.4),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax in axes.flat[:k]:                        # k slots, filled by update_top_patches
-        ax.imshow(np.ones((PATCH_PX, PATCH_PX, 3)))
-        ax.set_title("0.00", fontsize=11)
+    fig, ax = plt.subplots(figsize=(size * ncols, (size + 0.25) * nrows + 0.4))
+    ax.imshow(np.full((nrows * TILE_H, ncols * TILE_W, 3), 255, np.uint8), interpolation="none")
+    for slot in range(k):
+        row, col = divmod(slot, ncols)
+        ax.text((col + 0.5) * TILE_W, row * TILE_H + LABEL_PX - 3, "", ha="center", fontsize=11)
+    ax.axis("off")
     fig.suptitle("unit", fontsize=12)                 # its text: update_top_patches
     update_top_patches(fig, bank, layer, channel, y, x, k, iou, title)
-    fig.tight_layout(h_pad=0.6)
+    fig.tight_layout()
     return fig
 
 
 def update_top_patches(fig, bank, layer, channel, y=None, x=None, k=16, iou=0.3, title=None):
     """Fill a ``show_top_patches`` figure with another unit's patches, in place; returns the
     artists that changed (for ``widgets.connect``). Slots without a patch stay blank."""
+    ax = fig.axes[0]
+    mosaic = np.full_like(ax.images[0].get_array(), 255)
+    ncols = mosaic.shape[1] // TILE_W
     hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
-    changed = []
-    for ax, hit in zip([ax for ax in fig.axes if ax.images], hits + [None] * k):
-        patch = (np.asarray(bank.regions.crop(hit.region, hit.box).resize(
-            (PATCH_PX, PATCH_PX), Image.BILINEAR)) if hit else np.full((PATCH_PX, PATCH_PX, 3), 255, np.uint8))
-        ax.images[0].set_data(patch)
-        ax.title.set_text(f"{hit.score:.2f}" if hit else "")
-        changed += [ax.images[0], ax.title]
+    for slot, label in enumerate(ax.texts):
+        hit = hits[slot] if slot < len(hits) else None
+        label.set_text(f"{hit.score:.2f}" if hit else "")
+        if hit:
+            row, col = divmod(slot, ncols)
+            top, left = row * TILE_H + LABEL_PX, col * TILE_W + GAP_PX // 2
+            mosaic[top:top + PATCH_PX, left:left + PATCH_PX] = bank.regions.crop(
+                hit.region, hit.box).resize((PATCH_PX, PATCH_PX), Image.BILINEAR)
+    ax.images[0].set_data(mosaic)
     unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
     field = bank.fields[layer]
     rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
-    return changed + [fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}",
-                                   fontsize=12)]
+    return [ax.images[0], *ax.texts, fig.suptitle(
+        title or f"{layer} · {unit} · RF {rf} px of {bank.size}", fontsize=12)]
 
 
-PATCH_PX = 80                                       # side of a patch as shown
+PATCH_PX, GAP_PX, LABEL_PX = 80, 8, 18          # a patch as shown, the gap between, its label
+TILE_W, TILE_H = PATCH_PX + GAP_PX, PATCH_PX + LABEL_PX
 
 
 def show_neighbours(bank, query, k=5, size=1.8):
