@@ -81,10 +81,12 @@ def box_iou(box, boxes):
     return float(iou[0]) if single else iou
 
 
-def draw_box(ax, box, color="#00e5ff", label=None):
-    """Draw an (x0, y0, x1, y1) box on an image axis (a thick line, visible on a projector)."""
+def draw_box(ax, box, color="#00e5ff", label=None, dashed=False):
+    """Draw an (x0, y0, x1, y1) box on an image axis (a thick line, visible on a projector;
+    ``dashed`` for a hand-drawn box next to a computed one)."""
     if box is None:
         return
     x0, y0, x1, y1 = box
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                           edgecolor=color, linewidth=2.5, label=label))
+                           edgecolor=color, linewidth=2.5, label=label,
+                           linestyle="--" if dashed else "-"))
