@@ -4,7 +4,7 @@ figure on screen, measured in a real JupyterLab driven by headless Chromium.
     python tools/widget_latency.py                       # notebooks 01-06, default mode
     python tools/widget_latency.py 03 --fast --repeats 3
 
-For each notebook: copies it to a temporary folder, opens it in JupyterLab, runs all cells,
+For each notebook: copies it (without outputs) to a temporary folder, opens it in JupyterLab, runs all cells,
 then for every explorer (a cell whose output has controls and a figure) changes each
 dropdown and slider ``--repeats`` times (next option / one step) and times, in the page,
 ``performance.now()`` at the change to the first animation frame after the new image has
@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ["01", "02", "03", "04", "05", "06"]
@@ -167,8 +169,12 @@ def main():
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="vcnn-latency-"))
     paths = [next((ROOT / "notebooks").glob(f"{n}_*.ipynb")) for n in args.notebooks]
-    for path in paths:
-        shutil.copy(path, folder / path.name)
+    for path in paths:                     # copies without outputs: every cell must run again
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(notebook, folder / path.name)
     server, url, token = start_lab(folder, args.fast)
     driver = None
     try:

@@ -22,6 +22,7 @@ The collection is the bundled photos (offline), or a small public image set down
 with a checksum (``utils.downloads.image_set``). Both give a list of (name, PIL image) and
 follow the same code path from there.
 """
+import functools
 import weakref
 from dataclasses import dataclass, field
 
@@ -302,16 +303,13 @@ def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=
                      title=None):
     """R-CNN's figure for one unit: its top ``k`` patches after NMS, each with its score.
 
-    The patches are tiles of one image (a mosaic), so that ``update_top_patches`` can show
-    another unit by changing that image and the score labels."""
+    The patches and their scores are tiles of one image (a mosaic), so that
+    ``update_top_patches`` can show another unit by changing that image and the title."""
     import matplotlib.pyplot as plt
     ncols = min(ncols, k)
     nrows = -(-k // ncols)
     fig, ax = plt.subplots(figsize=(size * ncols, (size + 0.25) * nrows + 0.4))
-    ax.imshow(np.full((nrows * TILE_H, ncols * TILE_W, 3), 255, np.uint8), interpolation="none")
-    for slot in range(k):
-        row, col = divmod(slot, ncols)
-        ax.text((col + 0.5) * TILE_W, row * TILE_H + LABEL_PX - 3, "", ha="center", fontsize=11)
+    ax.imshow(np.zeros((nrows * TILE_H, ncols * TILE_W, 3), np.uint8))
     ax.axis("off")
     fig.suptitle("unit", fontsize=12)                 # its text: update_top_patches
     update_top_patches(fig, bank, layer, channel, y, x, k, iou, title)
@@ -322,28 +320,36 @@ def show_top_patches(bank, layer, channel, y=None, x=None, k=16, iou=0.3, ncols=
 def update_top_patches(fig, bank, layer, channel, y=None, x=None, k=16, iou=0.3, title=None):
     """Fill a ``show_top_patches`` figure with another unit's patches, in place; returns the
     artists that changed (for ``widgets.connect``). Slots without a patch stay blank."""
-    ax = fig.axes[0]
-    mosaic = np.full_like(ax.images[0].get_array(), 255)
-    ncols = mosaic.shape[1] // TILE_W
-    hits = bank.top_regions(layer, channel, y, x, k=k, iou=iou)
-    for slot, label in enumerate(ax.texts):
-        hit = hits[slot] if slot < len(hits) else None
-        label.set_text(f"{hit.score:.2f}" if hit else "")
-        if hit:
-            row, col = divmod(slot, ncols)
-            top, left = row * TILE_H + LABEL_PX, col * TILE_W + GAP_PX // 2
-            mosaic[top:top + PATCH_PX, left:left + PATCH_PX] = bank.regions.crop(
-                hit.region, hit.box).resize((PATCH_PX, PATCH_PX), Image.BILINEAR)
-    ax.images[0].set_data(mosaic)
+    from PIL import ImageDraw
+    shown = fig.axes[0].images[0]
+    height, width = shown.get_array().shape[:2]
+    mosaic = Image.new("RGB", (width, height), "white")
+    pen = ImageDraw.Draw(mosaic)
+    for slot, hit in enumerate(bank.top_regions(layer, channel, y, x, k=k, iou=iou)):
+        row, col = divmod(slot, width // TILE_W)
+        left, top = col * TILE_W + GAP_PX // 2, row * TILE_H + LABEL_PX
+        mosaic.paste(bank.regions.crop(hit.region, hit.box).resize((PATCH_PX, PATCH_PX),
+                                                                   Image.BILINEAR), (left, top))
+        pen.text((left + PATCH_PX // 2, top - 2), f"{hit.score:.2f}", fill="black", anchor="md",
+                 font=_label_font())
+    shown.set_data(np.asarray(mosaic))
     unit = f"channel {channel}" if y is None else f"unit ({channel}, {y}, {x})"
     field = bank.fields[layer]
     rf = f"{field.size:g}" if not isinstance(field.size, tuple) else str(field.size)
-    return [ax.images[0], *ax.texts, fig.suptitle(
-        title or f"{layer} · {unit} · RF {rf} px of {bank.size}", fontsize=12)]
+    return [shown, fig.suptitle(title or f"{layer} · {unit} · RF {rf} px of {bank.size}",
+                                fontsize=12)]
 
 
-PATCH_PX, GAP_PX, LABEL_PX = 80, 8, 18          # a patch as shown, the gap between, its label
+PATCH_PX, GAP_PX, LABEL_PX = 96, 10, 20         # a patch as shown, the gap between, its label
 TILE_W, TILE_H = PATCH_PX + GAP_PX, PATCH_PX + LABEL_PX
+
+
+@functools.lru_cache(maxsize=1)
+def _label_font():
+    """matplotlib's own font (DejaVu Sans), for the scores written into the mosaic."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 14)
 
 
 def show_neighbours(bank, query, k=5, size=1.8):
