@@ -128,8 +128,9 @@ class InPlace:
     """A figure redrawn in place by *blitting*, the way matplotlib animates: the parts that
     never change are rendered once and kept as pixels; a change draws only the artists that
     ``draw`` returns (images, titles, patches) over a copy of those pixels: 20-50 ms for the
-    explorers' figures, where a new figure and its full render take 0.2-0.3 s. Artists left out of the list keep
-    their first look, so ``draw`` must return every artist it changed, in drawing order.
+    explorers' figures, where a new figure and its full render take 0.2-0.3 s. Artists left
+    out of the list keep their first look, so ``draw`` must return every artist it changed,
+    in drawing order.
     """
 
     def __init__(self, figure, quality=88):
@@ -176,11 +177,6 @@ def _jpeg(canvas, box, quality):
     return buffer.getvalue()
 
 
-def still_image(figure):
-    """A matplotlib figure as a base64 JPEG string (the still of a widget's figure)."""
-    return base64.b64encode(figure_jpeg(figure)).decode("ascii")
-
-
 def connect(draw, **controls):
     """Call ``draw(**values)`` now and whenever a control changes; return the UI box.
 
@@ -207,7 +203,7 @@ def connect(draw, **controls):
     def values():
         return {k: (c.image if isinstance(c, ImagePicker) else c.value) for k, c in controls.items()}
 
-    def same(a, b):
+    def same(a, b):          # images by identity (comparing their pixels would cost more)
         return all(a[k] is b[k] or (not hasattr(a[k], "size") and a[k] == b[k]) for k in a)
 
     def redraw(_=None):
