@@ -45,7 +45,8 @@ from .optimize import optimize_image
 ALPHA = 6                 # the α-norm exponent of the experiments
 BETA = 2                  # TV^β exponent for CNNs
 LAMBDA_ALPHA = 8e-10      # deep-goggle experiment_cnn.m (for 0–255 images)
-LAMBDA_TV = (1.0, 10.0, 100.0)   # first, middle, last third of the layers
+LAMBDA_TV = (1.0, 10.0, 100.0)   # first, middle, last third of the layers, at 227 px
+PAPER_SIDE = 227          # CaffeNet's input side, for which the official constants were set
 LR = 0.004
 MOMENTUM = 0.9
 PIXEL_STD_255 = 255 * 0.226      # typical standard deviation of a pixel, in 0–255 units
@@ -90,9 +91,15 @@ def layer_order(model):
     return list(dict.fromkeys(order)) + [LOGITS]
 
 
-def default_tv_lambdas(model, layers):
+def default_tv_lambdas(model, layers, shape=None):
     """λ_V of each layer by depth, as in the official code: 1, 10, 100 for the first, middle
-    and last third of the layers (one forward pass for all of them)."""
+    and last third of the layers (one forward pass for all of them).
+
+    ``shape`` (…×H×W): the images' size; the values are then multiplied by H·W/227². The TV^β
+    (β = 2) of a picture hardly changes when it is resized, but σ_x² grows with the number of
+    pixels, so at a smaller size λ_V·TV^β/σ_x² would weigh the prior 227²/(H·W) times more
+    against the data term than the paper's constants meant (5.6 times at 96 px).
+    """
     layers = [layers] if isinstance(layers, str) else list(layers)
     for layer in layers:
         if layer != LOGITS:
@@ -106,12 +113,15 @@ def default_tv_lambdas(model, layers):
                              "does (model.spec.layers lists the roles).")
         depth = order.index(path) / (len(order) - 1)
         lambdas.append(LAMBDA_TV[min(int(depth * 3), 2)])
+    if shape is not None:
+        scale = shape[-2] * shape[-1] / PAPER_SIDE ** 2
+        lambdas = [value * scale for value in lambdas]
     return lambdas
 
 
-def default_tv_lambda(model, layer):
+def default_tv_lambda(model, layer, shape=None):
     """λ_V of one layer (``default_tv_lambdas``)."""
-    return default_tv_lambdas(model, [layer])[0]
+    return default_tv_lambdas(model, [layer], shape)[0]
 
 
 def step_schedule(steps, lr=LR):
@@ -151,7 +161,8 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
 
     ``layers`` is one layer (used for every image) or one per image; "logits" is the output.
     Several layers of one photo at once: ``invert(model, x.repeat(k, 1, 1, 1), k_layers)``.
-    ``lambda_tv``: None = by depth (``default_tv_lambda``), a number, or one per image.
+    ``lambda_tv``: None = by depth and image size (``default_tv_lambdas``), a number, or one
+    per image.
     Images do not interact (eval mode), so the batch equals inverting one by one.
     Interrupting (■) stops within one step and returns the best images so far (``stopped``).
     """
@@ -165,7 +176,7 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
         if layer != LOGITS:
             resolve_layer(model, layer)          # a clear error for a wrong name, before any work
     if lambda_tv is None:
-        lambda_tv = default_tv_lambdas(model, layers)
+        lambda_tv = default_tv_lambdas(model, layers, x0.shape)
     lam_tv = torch.as_tensor(lambda_tv, dtype=x0.dtype, device=x0.device).expand(n)
     wanted = list(dict.fromkeys(layers))
     sigma2 = typical_norm(x0.shape) ** 2
