@@ -95,10 +95,11 @@ def default_tv_lambdas(model, layers, shape=None):
     """λ_V of each layer by depth, as in the official code: 1, 10, 100 for the first, middle
     and last third of the layers (one forward pass for all of them).
 
-    ``shape`` (…×H×W): the images' size; the values are then multiplied by H·W/227². The TV^β
-    (β = 2) of a picture hardly changes when it is resized, but σ_x² grows with the number of
-    pixels, so at a smaller size λ_V·TV^β/σ_x² would weigh the prior 227²/(H·W) times more
-    against the data term than the paper's constants meant (5.6 times at 96 px).
+    ``shape`` (…×H×W): the images' size; the values are then multiplied by H·W/227². The
+    TV^β (β = 2) of a smooth picture does not change when it is resized (the jumps between
+    neighbours shrink as the pixels multiply), but σ_x² grows with the number of pixels: at a
+    smaller size λ_V·TV^β/σ_x² would weigh the prior 227²/(H·W) times more against the data
+    term than the paper's constants meant (2 times at 160 px, 5.6 times at 96 px).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     for layer in layers:
