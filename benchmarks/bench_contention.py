@@ -44,7 +44,7 @@ def main(path):
                 busy.kill()
                 busy.wait()
     idle = {label: seconds for neighbour, label, seconds in rows if not neighbour}
-    print(f"\n| neighbour | threads | seconds | vs idle share_cpu |\n|---|---|---|---|")
+    print("\n| neighbour | threads | seconds | vs idle share_cpu |\n|---|---|---|---|")
     for neighbour, label, seconds in rows:
         print(f"| {'one busy process' if neighbour else 'none'} | {label} | {seconds:.0f} | "
               f"{seconds / idle['share_cpu']:.1f}x |")

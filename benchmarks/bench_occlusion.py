@@ -46,7 +46,7 @@ def network(name):
 def multiply_adds_fraction(model, x, size, stride, batch):
     """Multiply-adds run by incremental inference / those of full inference, all positions."""
     rows, cols = positions(x.shape[2], size, stride), positions(x.shape[3], size, stride)
-    tops, lefts = [t for t in rows for _ in cols], [l for _ in rows for l in cols]
+    tops, lefts = [t for t in rows for _ in cols], [left for _ in rows for left in cols]
     with torch.no_grad(), model_guard(model):
         run = IncrementalOcclusion(model, x)
         for start in range(0, len(tops), batch):

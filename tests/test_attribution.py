@@ -10,7 +10,6 @@ from utils.attribution import (backward_rule, class_scores, completeness, count_
                                guided_backprop, input_gradient, integrated_gradients, saliency,
                                saliency_box, smoothgrad)
 from utils.hooks import count_hooks
-from utils.models import load_model
 from utils.targets import TargetError
 
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from utils import deepdream as dd
 from utils.hooks import count_hooks
-from utils.models import ModelSpec, load_model
+from utils.models import ModelSpec
 
 
 def tiny_model():

@@ -133,7 +133,6 @@ def test_a_block_is_randomised_as_a_whole():
 def test_randomising_the_last_layers_decorrelates_grad_cam(lite):
     # First run (bundled model, cat, seed 2018): rank correlation 0.65 after the classifier,
     # -0.49 after classifier + head. The bound below keeps a margin over that run.
-    from utils.models import load_model
     model = lite
     x = model.spec.preprocess("cat")
     before = {k: v.clone() for k, v in model.state_dict().items()}

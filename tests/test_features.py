@@ -5,7 +5,6 @@ from PIL import Image
 
 from utils import features
 from utils.images import load_image
-from utils.models import load_model
 
 
 def test_filter_tiles_rescale_each_filter_on_its_own():

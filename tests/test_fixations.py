@@ -15,7 +15,6 @@ from utils import fixations as F
 from utils.hooks import count_hooks
 from utils.evaluation import pointing_hit
 from utils.images import annotations, load_image
-from utils.models import load_model
 from utils.targets import TargetError
 
 

@@ -47,7 +47,7 @@ def test_incremental_logits_equal_full_inference_on_the_paper_networks(name):
     x = torch.randn(1, 3, 64, 64)
     for size, stride in WINDOWS:
         rows = positions(64, size, stride)
-        tops, lefts = [t for t in rows for _ in rows], [l for _ in rows for l in rows]
+        tops, lefts = [t for t in rows for _ in rows], [left for _ in rows for left in rows]
         with torch.no_grad(), model_guard(net):
             run = IncrementalOcclusion(net, x, LAST_CONV[name])
             with capture_activations(net, [LAST_CONV[name]]) as acts:

@@ -81,7 +81,7 @@ def test_a_step_too_large_falls_back_instead_of_giving_nan(lite):
 
 def test_tv_weights_of_several_layers_in_one_pass(lite):
     layers = ["first_conv", "blocks.7", "logits"]
-    assert inv.default_tv_lambdas(lite, layers) == [inv.default_tv_lambda(lite, l) for l in layers]
+    assert inv.default_tv_lambdas(lite, layers) == [inv.default_tv_lambda(lite, layer) for layer in layers]
     with pytest.raises(KeyError):
         inv.default_tv_lambdas(lite, ["stem", "blocks.99"])
 

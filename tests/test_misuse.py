@@ -106,28 +106,28 @@ def test_lists_and_regions_are_checked_too(lite, x, no_forward_pass):
 
 # name: call(model, x, layer) that must refuse a layer that does not exist, before any work
 TAKES_A_LAYER = {
-    "hooks.layer_outputs": lambda m, x, l: hooks.layer_outputs(m, x, [l]),
-    "cam.cam": lambda m, x, l: cam.cam(m, x, layer=l),
-    "cam.grad_cam": lambda m, x, l: cam.grad_cam(m, x, layer=l),
-    "cam.score_cam": lambda m, x, l: cam.score_cam(m, x, layer=l, progress=False),
-    "occlusion.occlusion": lambda m, x, l: occlusion.occlusion(m, x, layer=l, progress=False),
-    "deconvnet.project_with_rule": lambda m, x, l: deconvnet.project_with_rule(m, x, l, 0),
-    "deconvnet.top_activations": lambda m, x, l: deconvnet.top_activations(m, x, l, [0]),
-    "deepdream.deepdream": lambda m, x, l: deepdream.deepdream(m, x, l, progress=False),
-    "inversion.invert": lambda m, x, l: inversion.invert(m, x, l, steps=1, progress=False),
-    "inversion.default_tv_lambda": lambda m, x, l: inversion.default_tv_lambda(m, l),
-    "style.synthesise_texture": lambda m, x, l: style.synthesise_texture(m, x, [l], steps=1,
+    "hooks.layer_outputs": lambda m, x, layer: hooks.layer_outputs(m, x, [layer]),
+    "cam.cam": lambda m, x, layer: cam.cam(m, x, layer=layer),
+    "cam.grad_cam": lambda m, x, layer: cam.grad_cam(m, x, layer=layer),
+    "cam.score_cam": lambda m, x, layer: cam.score_cam(m, x, layer=layer, progress=False),
+    "occlusion.occlusion": lambda m, x, layer: occlusion.occlusion(m, x, layer=layer, progress=False),
+    "deconvnet.project_with_rule": lambda m, x, layer: deconvnet.project_with_rule(m, x, layer, 0),
+    "deconvnet.top_activations": lambda m, x, layer: deconvnet.top_activations(m, x, layer, [0]),
+    "deepdream.deepdream": lambda m, x, layer: deepdream.deepdream(m, x, layer, progress=False),
+    "inversion.invert": lambda m, x, layer: inversion.invert(m, x, layer, steps=1, progress=False),
+    "inversion.default_tv_lambda": lambda m, x, layer: inversion.default_tv_lambda(m, layer),
+    "style.synthesise_texture": lambda m, x, layer: style.synthesise_texture(m, x, [layer], steps=1,
                                                                          progress=False),
-    "style.transfer_style(content_at)": lambda m, x, l: style.transfer_style(
-        m, x, x, steps=1, content_at=l, progress=False),
-    "style.transfer_style(style_at)": lambda m, x, l: style.transfer_style(
-        m, x, x, steps=1, style_at=["stem", l], progress=False),
-    "receptive_field.receptive_field": lambda m, x, l: receptive_field.receptive_field(m, l),
-    "receptive_field.gradient_footprint": lambda m, x, l: receptive_field.gradient_footprint(
-        m, l, 0, 0, 0, input_size=64),
-    "upconv.encode": lambda m, x, l: upconv.encode(m, rgb(m, x), layer=l),
-    "patches.build_feature_bank": lambda m, x, l: patches.build_feature_bank(
-        m, patches.propose_regions([("cat", load_image("cat"))], per_photo=1), l),
+    "style.transfer_style(content_at)": lambda m, x, layer: style.transfer_style(
+        m, x, x, steps=1, content_at=layer, progress=False),
+    "style.transfer_style(style_at)": lambda m, x, layer: style.transfer_style(
+        m, x, x, steps=1, style_at=["stem", layer], progress=False),
+    "receptive_field.receptive_field": lambda m, x, layer: receptive_field.receptive_field(m, layer),
+    "receptive_field.gradient_footprint": lambda m, x, layer: receptive_field.gradient_footprint(
+        m, layer, 0, 0, 0, input_size=64),
+    "upconv.encode": lambda m, x, layer: upconv.encode(m, rgb(m, x), layer=layer),
+    "patches.build_feature_bank": lambda m, x, layer: patches.build_feature_bank(
+        m, patches.propose_regions([("cat", load_image("cat"))], per_photo=1), layer),
 }
 
 

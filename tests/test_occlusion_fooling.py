@@ -7,7 +7,6 @@ from torch import nn
 from utils.class_model import class_model
 from utils.fooling import fool
 from utils.hooks import count_hooks
-from utils.models import load_model
 from utils.occlusion import occlusion, positions, to_pixels
 
 from test_attribution import model_state, region_model, same_state

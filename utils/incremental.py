@@ -65,7 +65,7 @@ class Patch:
 
 def crop(clean, tops, lefts, height, width):
     """B crops of the map ``clean`` (1×…×H×W), copy k's at (tops[k], lefts[k])."""
-    return torch.cat([clean[..., t:t + height, l:l + width] for t, l in zip(tops, lefts)])
+    return torch.cat([clean[..., t:t + height, left:left + width] for t, left in zip(tops, lefts)])
 
 
 def overlap(start, length, other_start, other_length):
@@ -195,7 +195,7 @@ def windowed(window, patch, out_clean):
     top, left = window.padding
     pads = (left, cols.pad_after, top, rows.pad_after)
     clean = F.pad(patch.clean, pads, value=window.fill) if any(pads) else patch.clean
-    padded = Patch(patch.values, [t + top for t in patch.tops], [l + left for l in patch.lefts],
+    padded = Patch(patch.values, [t + top for t in patch.tops], [column + left for column in patch.lefts],
                    clean)
     x = read(padded, rows.read_starts, cols.read_starts, rows.read_length, cols.read_length)
     return Patch(window.apply(x), rows.starts, cols.starts, out_clean)

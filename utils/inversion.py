@@ -150,8 +150,8 @@ def energy(model, u, layers, codes, lambda_alpha=LAMBDA_ALPHA, lambda_tv=1.0, al
     """
     sigma2 = typical_norm(u.shape) ** 2
     feats = layer_outputs(model, to_model_input(u, model.spec), list(dict.fromkeys(layers)))
-    data = torch.stack([(feats[l][i] - codes[i]).pow(2).sum() / codes[i].pow(2).sum()
-                        for i, l in enumerate(layers)])
+    data = torch.stack([(feats[layer][i] - codes[i]).pow(2).sum() / codes[i].pow(2).sum()
+                        for i, layer in enumerate(layers)])
     reg = (lambda_alpha / 2 * alpha_norm(u, alpha) + lambda_tv / 2 * tv_beta(u, beta)) / sigma2
     return data + reg, {"data": data}
 
@@ -188,7 +188,7 @@ def invert(model, x0, layers, steps=400, lr=LR, momentum=MOMENTUM, alpha=ALPHA, 
     with model_guard(model, freeze=True):
         with torch.no_grad():
             target_all = layer_outputs(model, x0, wanted)
-        targets = [target_all[l][i] for i, l in enumerate(layers)]
+        targets = [target_all[layer][i] for i, layer in enumerate(layers)]
         def energy_of(u):
             return energy(model, u, layers, targets, lambda_alpha, lam_tv, alpha, beta)
 

@@ -111,7 +111,7 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
                          "layer='last_conv'.")
     rows, cols = positions(height, size, stride), positions(width, size, stride)
     tops = [t for t in rows for _ in cols]
-    lefts = [l for _ in rows for l in cols]
+    lefts = [left for _ in rows for left in cols]
     probs, feats, labels = [], [], []
     jobs = [(i, s) for i in range(n) for s in range(0, len(tops), batch_size)]
     with model_guard(model):

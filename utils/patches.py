@@ -258,8 +258,8 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
     device = device or next(model.parameters()).device
     fields = dict(zip(layers, receptive_fields(model, layers, size)))
     bank = FeatureBank(regions, fields, size)
-    peak, where, maps, codes, thumbs = ({l: [] for l in layers}, {l: [] for l in layers},
-                                        {l: [] for l in unit_layers}, [], [])
+    peak, where, maps, codes, thumbs = ({layer: [] for layer in layers}, {layer: [] for layer in layers},
+                                        {layer: [] for layer in unit_layers}, [], [])
     batches = _warped_batches(regions, size, batch_size, spec.normalize, thumb)
     n_batches = -(-len(regions) // batch_size)
     with model_guard(model), torch.no_grad(), \
@@ -276,9 +276,9 @@ def build_feature_bank(model, regions, layers, unit_layers=(), penultimate="penu
                     maps[layer].append(acts[layer].cpu().half().numpy())
             codes.append(acts[penultimate].flatten(1).float().cpu().numpy())
             thumbs.append(small)
-    bank.peak = {l: np.concatenate(v) for l, v in peak.items()}
-    bank.where = {l: np.concatenate(v) for l, v in where.items()}
-    bank.maps = {l: np.concatenate(v) for l, v in maps.items()}
+    bank.peak = {layer: np.concatenate(v) for layer, v in peak.items()}
+    bank.where = {layer: np.concatenate(v) for layer, v in where.items()}
+    bank.maps = {layer: np.concatenate(v) for layer, v in maps.items()}
     bank.codes, bank.thumbs = np.concatenate(codes), np.concatenate(thumbs)
     _BANKS[key] = (weakref.ref(model), bank)
     return bank
