@@ -422,3 +422,19 @@ def test_points_lie_in_the_upright_photo_at_an_odd_aspect_ratio(lite, orientatio
     if orientation == 6:                                        # the five crops, once
         crops, _ = F.cnn_fixations(lite, phone, multi_crop=True)
         assert crops and all(0 <= y < 120 and 0 <= x < 300 for y, x in crops)
+
+
+def test_explorer_keeps_each_class_until_the_image_changes(lite, monkeypatch):
+    explorer = F.FixationExplorer(lite, count=True)
+    cat, cup = load_image("cat"), load_image("coffee")
+    first = explorer.points(cat, "tabby")
+    fresh = F.FixationExplorer(lite, count=True).points(cat, "tabby")
+    calls = []
+    real_backtrack = F.backtrack
+    monkeypatch.setattr(F, "backtrack", lambda *a, **k: calls.append(1) or real_backtrack(*a, **k))
+    explorer.points(cat, "Egyptian cat")
+    first["changed by the caller"] = 1                          # a copy: the kept points stay
+    assert explorer.points(cat, "tabby") == fresh
+    assert len(calls) == 1                                      # going back cost no backtracking
+    explorer.points(cup, "tabby")
+    assert len(calls) == 2                                      # a new image starts afresh

@@ -628,7 +628,8 @@ def cnn_fixations(model, image, target=None, multi_crop=False, position="centre"
 
 
 class FixationExplorer:
-    """Fixations for a widget: one recorded forward pass per image, reused for every class."""
+    """Fixations for a widget: one recorded forward pass per image, reused for every class;
+    each class's points are kept until the image changes, so going back to a class is free."""
 
     def __init__(self, model, position="centre", count=False):
         self.model, self.image, self.options = model, None, dict(position=position, count=count)
@@ -641,8 +642,11 @@ class FixationExplorer:
             self.image, self.photo = image, load_image(image)
             self.x = self.model.spec.preprocess(self.photo, device=device)
             self.recorded = record_forward(self.model, self.x)
-        points = backtrack(self.model, self.x, target, self.recorded, **self.options)
-        return to_image_coordinates(points, self.x.shape[2:], self.photo.size)
+            self.found = {}
+        if target not in self.found:
+            points = backtrack(self.model, self.x, target, self.recorded, **self.options)
+            self.found[target] = to_image_coordinates(points, self.x.shape[2:], self.photo.size)
+        return self.found[target].copy()         # the caller may change its copy
 
 
 def _output_node(gm):
