@@ -3,6 +3,7 @@ figure on screen, measured in a real JupyterLab driven by headless Chromium.
 
     python tools/widget_latency.py                       # notebooks 01-06, default mode
     python tools/widget_latency.py 03 --fast --repeats 3
+    python tools/widget_latency.py 04 06 --back-and-forth    # returns to a value shown before
 
 For each notebook: copies it (without outputs) to a temporary folder, opens it in JupyterLab, runs all cells,
 then for every explorer (a cell whose output has controls and a figure) changes each
@@ -32,9 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ["01", "02", "03", "04", "05", "06"]
 
 # In the page: change one control of one explorer and call back with the milliseconds until
-# a new image is decoded and painted (or an error text). Arguments: cell index, control index.
+# a new image is decoded and painted (or an error text). Arguments: cell index, control index,
+# direction (1: the next option / one step right, -1: back).
 CHANGE_AND_TIME = r"""
-const [cellIndex, controlIndex, timeoutMs, done] = arguments;
+const [cellIndex, controlIndex, direction, timeoutMs, done] = arguments;
 const panel = window.jupyterapp.shell.currentWidget;
 const node = panel.content.widgets[cellIndex].node;
 const area = node.querySelector('.jp-Cell-outputArea');
@@ -54,11 +56,14 @@ observer.observe(area, {subtree: true, childList: true, attributes: true, attrib
 setTimeout(() => finish('timeout'), timeoutMs);
 t0 = performance.now();
 if (control.tagName === 'SELECT') {
-  control.selectedIndex = (control.selectedIndex + 1) % control.options.length;
+  const n = control.options.length;
+  control.selectedIndex = (control.selectedIndex + direction + n) % n;
   control.dispatchEvent(new Event('change', {bubbles: true}));
 } else {
   const atEnd = control.getAttribute('aria-valuenow') === control.getAttribute('aria-valuemax');
-  const key = atEnd ? 'ArrowLeft' : 'ArrowRight';
+  const forward = atEnd ? 'ArrowLeft' : 'ArrowRight';          // back: undo the last move
+  const key = direction > 0 ? forward : (window.lastKey === 'ArrowRight' ? 'ArrowLeft' : 'ArrowRight');
+  window.lastKey = key;
   control.dispatchEvent(new KeyboardEvent('keydown', {key: key, bubbles: true}));
 }
 """
@@ -143,20 +148,25 @@ def run_all(driver, url, token, name, limit_s):
     raise TimeoutError(f"{name}: still running after {limit_s} s")
 
 
-def measure(driver, repeats, timeout_s):
+def measure(driver, repeats, timeout_s, back_and_forth=False):
+    """Times per control: ``repeats`` changes to the next value, or with ``back_and_forth``
+    one change forward and then ``repeats`` changes back and forth between the same two
+    values (the first is left out: only returns to a value already shown are timed)."""
     rows = []
     driver.set_script_timeout(timeout_s + 5)
     for explorer in driver.execute_script(FIND_EXPLORERS):
         for k, label in enumerate(explorer["controls"]):
             times = []
-            for _ in range(repeats):
-                ms = driver.execute_async_script(CHANGE_AND_TIME, explorer["cell"], k,
+            for i in range(repeats + back_and_forth):
+                direction = -1 if back_and_forth and i % 2 else 1
+                ms = driver.execute_async_script(CHANGE_AND_TIME, explorer["cell"], k, direction,
                                                  timeout_s * 1000)
                 if ms == "timeout":
                     break
                 times.append(ms)
                 time.sleep(1.0)              # let the kernel settle
-            rows.append((explorer["cell"], explorer["source"], label, times))
+            rows.append((explorer["cell"], explorer["source"], label,
+                         times[1:] if back_and_forth else times))
     return rows
 
 
@@ -166,6 +176,8 @@ def main():
     parser.add_argument("--fast", action="store_true", help="run the notebooks in fast mode")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=60, help="seconds per change")
+    parser.add_argument("--back-and-forth", action="store_true",
+                        help="time returns to a value already shown (an explorer's cache)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="vcnn-latency-"))
     paths = [next((ROOT / "notebooks").glob(f"{n}_*.ipynb")) for n in args.notebooks]
@@ -181,11 +193,13 @@ def main():
         time.sleep(5)
         driver = browser()
         print(f"mode: {'fast' if args.fast else 'default'}; {os.cpu_count()} CPUs; "
-              f"milliseconds from a change to the new figure painted (median, slowest)")
+              f"milliseconds from a change to the new figure painted (median, slowest)"
+              + ("; returns to a value shown before" if args.back_and_forth else ""))
         for path in paths:
             seconds = run_all(driver, url, token, path.name, limit_s=900)
             print(f"\n{path.name} (ran in {seconds:.0f} s)")
-            for cell, source, label, times in measure(driver, args.repeats, args.timeout):
+            for cell, source, label, times in measure(driver, args.repeats, args.timeout,
+                                                      args.back_and_forth):
                 shown = (f"{statistics.median(times):7.0f} {max(times):7.0f}" if times
                          else "  no new figure")
                 print(f"  cell {cell:3d} {label:10s} {shown}   {source}")
