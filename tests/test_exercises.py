@@ -88,9 +88,9 @@ CORE = {
 @pytest.mark.parametrize("name", list(CORE))
 def test_core_checks_accept_the_reference_and_refuse_a_mistake(name, capsys):
     check, reference, wrong = CORE[name]
-    assert check(reference) is True
-    assert check(wrong) is False
-    assert check(stub) is False
+    assert check(reference) == True   # noqa: E712 (a Verdict, compared as a bool)
+    assert check(wrong) == False      # noqa: E712
+    assert check(stub) == False       # noqa: E712
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Right") and lines[1].startswith("Not yet")
     assert lines[2] == X.NOT_ANSWERED
@@ -106,3 +106,12 @@ def test_saliency_check_with_the_model(lite, capsys):
 def test_a_crashing_answer_gets_a_hint_not_a_traceback(capsys):
     assert not X.check_gram_matrix(lambda f: f @ f)
     assert "raised" in capsys.readouterr().out
+
+
+def test_a_verdict_shows_nothing_but_its_line():
+    """A cell that ends with a check shows the printed line and no bare True/False under it."""
+    from IPython.core.formatters import DisplayFormatter
+    result = X.verdict(False, "right", "hint", answered=False)
+    assert not result and result == False   # noqa: E712
+    assert DisplayFormatter().format(result) == ({}, {})
+    assert X.verdict(True, "right", "hint")

@@ -21,8 +21,10 @@ def test_the_rules_catch_what_they_are_for():
     widget = {"output_type": "execute_result", "data": {hygiene.WIDGET: {}, "text/plain": "VBox()"}}
     still = {"output_type": "execute_result", "data": {hygiene.WIDGET: {}, "image/jpeg": "..."}}
     failure = {"output_type": "stream", "name": "stdout", "text": "Not yet: look again"}
+    bare = {"output_type": "execute_result", "data": {"text/plain": "False"}}
     cells = [{"cell_type": "code", "source": s, "outputs": o} for s, o in
-             [("# NBVAL_CHECK_OUTPUT", []), ("", [bar]), ("", [widget]), ("", [still]), ("", [failure])]]
+             [("# NBVAL_CHECK_OUTPUT", []), ("", [bar]), ("", [widget]), ("", [still]), ("", [failure]),
+              ("", [bare])]]
     found = hygiene.problems({"cells": cells})
-    assert [f.split(":")[0] for f in found] == ["cell 0", "cell 1", "cell 2", "cell 4"]
+    assert [f.split(":")[0] for f in found] == ["cell 0", "cell 1", "cell 2", "cell 4", "cell 5"]
     assert hygiene.clean({"cells": cells})["cells"][1]["outputs"] == []

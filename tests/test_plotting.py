@@ -15,3 +15,28 @@ def test_small_panels_are_measured_at_display_size():
     readable.set_dpi(DPI)
     assert small_panels(readable) == []
     plt.close("all")
+
+
+def test_overlapping_and_cut_off_texts_are_found():
+    """The figure check finds a long title printed over its neighbour's, a title that runs
+    onto the panel above, and a title cut off at the edge; a well spaced figure passes."""
+    import matplotlib.pyplot as plt
+
+    from utils.plotting import DPI, show_images, unreadable_texts
+
+    images = [np.zeros((8, 8))] * 2
+    spaced = show_images(images, titles=["left", "right"], size=2.6)
+    spaced.set_dpi(DPI)
+    assert unreadable_texts(spaced) == []
+    crowded = show_images(images, titles=["a title far too long for the small panel under it"] * 2, size=2.6)
+    crowded.set_dpi(DPI)
+    assert any("overlaps" in line for line in unreadable_texts(crowded))
+    stacked = show_images([np.zeros((8, 8))] * 2, ncols=1, size=2.6)
+    stacked.axes[1].set_title("line one\nline two\nline three\nline four\nline five")
+    stacked.set_dpi(DPI)
+    assert any("covers the panel" in line for line in unreadable_texts(stacked))
+    edge = show_images(images[:1], titles=["a title much wider than its little figure"], size=2.0)
+    edge.set_dpi(DPI)
+    assert any("cut off" in line for line in unreadable_texts(edge))
+    assert not any("cut off" in line for line in unreadable_texts(edge, cropped_to_figure=False))
+    plt.close("all")

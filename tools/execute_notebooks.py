@@ -29,7 +29,7 @@ import sync_colab  # noqa: E402
 
 def execute(path):
     nb = nbformat.read(path, as_version=4)
-    figure_log = Path(tempfile.mkdtemp()) / "small_panels.jsonl"
+    figure_log = Path(tempfile.mkdtemp()) / "figures.jsonl"
     os.environ.update(VCNN_OFFLINE="1", VCNN_FAST="0", VCNN_FIGURE_LOG=str(figure_log))
     start = time.perf_counter()
     NotebookClient(nb, timeout=1200, kernel_name="python3",
@@ -42,9 +42,9 @@ def execute(path):
     print(f"{path.name}: {minutes:.1f} min, {path.stat().st_size / 1e6:.2f} MB")
     for problem in hygiene.problems(nb):
         print(f"  {problem}")
-    if figure_log.exists():                      # plotting.small_panels, from inside the kernel
+    if figure_log.exists():                      # plotting.log_figure_problems, inside the kernel
         for line in figure_log.read_text().splitlines():
-            print(f"  panels too small on a projector: {line}")
+            print(f"  a figure a projector cannot show: {line}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 * progress bars are for the live run: none stays in a saved output;
 * a widget shows a still figure where it cannot run (GitHub, nbviewer), never only its text;
 * an exercise not yet answered prints nothing that reads as a failure (a pitfall's
-  deliberate "wrong:" next to "right:" is a lesson, not a failure);
+  deliberate "wrong:" next to "right:" is a lesson, not a failure), nor a bare ``False``;
 * test markers are cell tags (``nbval-check-output``...), never comments in the source.
 """
 import re
@@ -49,7 +49,8 @@ def problems(notebook):
         if any(not any(k.startswith("image/") for k in o["data"]) for o in widgets):
             found.append(f"cell {i}: a widget with no still figure (shown as text on GitHub)")
         for o in outputs:
-            if o.get("output_type") == "error" or FAILURE.search(output_text(o)):
+            bare_false = o.get("output_type") == "execute_result" and output_text(o).strip() == "False"
+            if o.get("output_type") == "error" or FAILURE.search(output_text(o)) or bare_false:
                 found.append(f"cell {i}: an output reads as a failure: {output_text(o)[:60]!r}")
                 break
     return found

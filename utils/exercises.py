@@ -1,9 +1,10 @@
 """The notebooks' "try it yourself" checks, one convention for all of them.
 
 Every ``check_...`` takes the student's answer, prints one verdict line (right, or a hint
-that says how to get there) and returns True or False. An answer still ``None``, or a
-function that still raises ``NotImplementedError``, is "not answered yet": False, and a
-neutral line instead of a verdict.
+that says how to get there) and returns a ``Verdict``: true or false like a bool, and shown
+as nothing in a notebook, so the printed line is all a student sees. An answer still
+``None``, or a function that still raises ``NotImplementedError``, is "not answered yet":
+false, and one neutral line instead of a verdict.
 
 "Implement the core" exercises give the student a stub of one of the method's central
 functions; ``check_function`` runs it and the ``utils`` reference on the same inputs and
@@ -25,11 +26,33 @@ NOT_ANSWERED = "Not answered yet: write your answer in the cell above, then run 
 EXERCISE_FEATURES = torch.tensor([[[[1., 0.], [2., 1.]], [[0., 1.], [1., 3.]]]])
 
 
+class Verdict:
+    """A check's result: ``if check(...)`` and ``check(...) == True`` work as with a bool, but
+    a notebook cell that ends with the check shows nothing more than the printed line."""
+
+    def __init__(self, ok):
+        self.ok = bool(ok)
+
+    def __bool__(self):
+        return self.ok
+
+    def __eq__(self, other):
+        return self.ok == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(self.ok)
+
+    def _ipython_display_(self):
+        pass
+
+
 def verdict(ok, right, hint, answered=True):
-    """Print ``right`` if ``ok`` else ``hint`` (or the not-answered line); return ``ok``."""
+    """Print ``right`` if ``ok`` else ``hint`` (or the not-answered line); return the Verdict."""
     ok = bool(ok) and answered
     print(right if ok else hint if answered else NOT_ANSWERED)
-    return ok
+    return Verdict(ok)
 
 
 def solution(reference):

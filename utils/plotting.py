@@ -54,26 +54,88 @@ def small_panels(fig, column=COLUMN_PX, minimum=MIN_PANEL_PX):
     return [round(size) for size in sizes if size < minimum]
 
 
+def _drawn_texts(fig):
+    """(owner axes or None, text) for every non-empty text the figure draws: titles, axis
+    labels, tick labels inside the view, annotations, legends, the suptitle."""
+    for text in fig.texts:
+        yield None, text
+    for legend in fig.legends:
+        yield from ((None, t) for t in [legend.get_title(), *legend.get_texts()])
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        yield from ((ax, t) for t in [ax.title, ax._left_title, ax._right_title, *ax.texts])
+        if ax.axison:
+            for axis in (ax.xaxis, ax.yaxis):
+                if not axis.get_visible():
+                    continue
+                yield ax, axis.label
+                low, high = sorted(axis.get_view_interval())
+                span = (high - low) * 1e-6
+                for tick in axis.get_major_ticks():
+                    if low - span <= tick.get_loc() <= high + span:
+                        yield from ((ax, t) for t in (tick.label1, tick.label2))
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible():
+            yield from ((ax, t) for t in [legend.get_title(), *legend.get_texts()])
+
+
+def unreadable_texts(fig, cropped_to_figure=True):
+    """What a projector audience cannot read, one line each (empty when the figure is clean):
+    two texts that overlap, a text printed over another panel's image, and (when the saved
+    picture is cropped to the figure, as the explorers' are) a text cut off at its edge.
+    Jupyter's inline figures grow to hold every text (``bbox_inches="tight"``), so for them
+    ``cropped_to_figure=False``."""
+    from matplotlib.transforms import Bbox
+    fig.draw_without_rendering()
+    renderer = fig._get_renderer()
+    texts = [(owner, text, text.get_window_extent(renderer)) for owner, text in _drawn_texts(fig)
+             if text.get_visible() and text.get_text().strip()]
+    overlaps = lambda a, b: (Bbox.intersection(a, b) is not None
+                             and min(Bbox.intersection(a, b).width, Bbox.intersection(a, b).height) > 1)
+    found = []
+    for i, (_, text, box) in enumerate(texts):
+        for _, other, other_box in texts[i + 1:]:
+            if overlaps(box, other_box):
+                found.append(f"{text.get_text()!r} overlaps {other.get_text()!r}")
+        for ax in fig.axes:
+            if ax.images and ax is not texts[i][0] and overlaps(box, ax.get_window_extent(renderer)):
+                found.append(f"{text.get_text()!r} covers the panel {ax.get_title()!r}")
+        edge = fig.bbox
+        if cropped_to_figure and (box.x0 < edge.x0 - 1 or box.y0 < edge.y0 - 1
+                                  or box.x1 > edge.x1 + 1 or box.y1 > edge.y1 + 1):
+            found.append(f"{text.get_text()!r} is cut off at the figure's edge")
+    return found
+
+
 def log_small_panels(path):
-    """Append {figure size, small panels} to ``path`` for each figure drawn that has any."""
+    """Append {figure size, small panels, unreadable texts} to ``path`` for each figure drawn
+    that has any (``tools/execute_notebooks.py`` and the test suite read it)."""
     from matplotlib.backend_bases import FigureCanvasBase
     original = FigureCanvasBase.print_figure
     if getattr(original, "logs_small_panels", False):
         return
 
     def print_figure(canvas, *args, **kwargs):
-        small = small_panels(canvas.figure)
-        if small:
-            with open(path, "a") as log:
-                log.write(json.dumps({"size_px": [round(v * canvas.figure.dpi) for v in
-                                                  canvas.figure.get_size_inches()],
-                                      "small_panels_px": small,
-                                      "titles": [canvas.figure.texts[0].get_text()] if
-                                      canvas.figure.texts else [a.get_title() for a in canvas.figure.axes][:3]})
-                          + "\n")
+        log_figure_problems(canvas.figure, path, cropped_to_figure=kwargs.get("bbox_inches") != "tight")
         return original(canvas, *args, **kwargs)
     print_figure.logs_small_panels = True
     FigureCanvasBase.print_figure = print_figure
+
+
+def log_figure_problems(fig, path=None, cropped_to_figure=True):
+    """Append the figure's small panels and unreadable texts to ``path`` (by default the file
+    named by ``VCNN_FIGURE_LOG``; nothing when it is unset), one JSON line, if it has any."""
+    path = path or os.environ.get("VCNN_FIGURE_LOG")
+    if not path:
+        return
+    small, texts = small_panels(fig), unreadable_texts(fig, cropped_to_figure)
+    if small or texts:
+        titles = [fig.texts[0].get_text()] if fig.texts else [a.get_title() for a in fig.axes][:3]
+        with open(path, "a") as log:
+            log.write(json.dumps({"size_px": [round(v * fig.dpi) for v in fig.get_size_inches()],
+                                  "small_panels_px": small, "unreadable_texts": texts,
+                                  "titles": titles}) + "\n")
 
 
 def to_numpy_image(image):

@@ -16,6 +16,7 @@ import io
 import ipywidgets as W
 
 from .images import ImageError, load_image, sample_images
+from .plotting import log_figure_problems
 
 LAYOUT = W.Layout(width="420px")
 STYLE = {"description_width": "90px"}
@@ -121,6 +122,7 @@ def figure_jpeg(figure, quality=88):
     """
     canvas = _agg_canvas(figure)
     canvas.draw()
+    log_figure_problems(figure)              # only when VCNN_FIGURE_LOG names a log
     return _jpeg(canvas, _drawn_box(figure, canvas), quality)
 
 
@@ -143,6 +145,7 @@ class InPlace:
             for artist in changed:
                 artist.set_animated(True)
             self.canvas.draw()
+            log_figure_problems(self.figure)
             self.background = self.canvas.copy_from_bbox(self.figure.bbox)
             self.box = _drawn_box(self.figure, self.canvas)
         else:
