@@ -256,6 +256,24 @@ def score_cam(model, x, target=None, layer="last_conv", channels=None, batch_siz
     return torch.stack(maps)
 
 
+# ----------------------------------------------------------------------------- identities, checked
+def cam_explains_score(cam_map, bias, logit, atol=1e-3):
+    """Zhou et al.'s eq. (2) read backwards: on a GAP network the class score is the mean of
+    the raw map plus the bias, S_c = (1/Z) Σ_xy M_c(x, y) + b_c. True if the h×w ``cam_map``
+    gives ``logit`` up to float rounding (``atol``); a map of another class, of another
+    layer, or a display-normalised one does not."""
+    return bool(torch.allclose(cam_map.mean() + bias, torch.as_tensor(logit, dtype=cam_map.dtype), atol=atol))
+
+
+def equals_relu_cam(grad_cam, cam, tolerance=1e-3):
+    """Selvaraju et al. §3.1: on a GAP network α_k^c = w_k^c / Z, so Z · Grad-CAM = ReLU(CAM).
+    True if the h×w (or N×h×w) maps satisfy it within ``tolerance`` (relative and absolute);
+    Grad-CAM of another class or layer does not."""
+    z = cam.shape[-1] * cam.shape[-2]
+    return grad_cam.shape == cam.shape and bool(torch.allclose(
+        z * grad_cam, cam.clamp(min=0), rtol=tolerance, atol=tolerance))
+
+
 # ----------------------------------------------------------------------------- explorer
 class CamExplorer:
     """Everything the widget needs for one image, computed once.
@@ -341,7 +359,7 @@ def explorer_figure(explorer):
     """The explorer's two panels, drawn once: the raw map and the overlay with its box, both
     normalized from min to max on a fixed colour scale (``update_explorer`` fills them)."""
     image = explorer.model.spec.deprocess(explorer.x)
-    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.3), gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3), gridspec_kw={"width_ratios": [1, 1.25]})
     show_map(np.zeros((7, 7)), ax=axes[0], title="raw map")
     show_heatmap(image, np.zeros(image.shape[:2]), ax=axes[1], title="map")
     for ax in axes:
@@ -367,7 +385,7 @@ def update_explorer(fig, explorer, label, layer, method):
     if box is not None:
         frame.set_bounds(box[0] - 0.5, box[1] - 0.5, box[2] - box[0], box[3] - box[1])
     raw_ax.set_title(f"raw map {tuple(heatmap.shape)}")
-    overlay_ax.set_title(f"{method}: {label} ({p:.2f})")
+    overlay_ax.set_title(f"{method}: {label} ({p:.2f})", fontsize=11)
     title = fig.suptitle(f"layer {layer}; box at {fraction:.0%} of the max", fontsize=11,
                          fontweight="normal")
     normalized = normalize_map(heatmap)

@@ -119,6 +119,21 @@ def pointing_hit(saliency, boxes, tolerance=15, photo_shape=None):
     return False
 
 
+def class_discriminative(maps, boxes):
+    """Is an explanation class-discriminative? True if each class's map peaks on its own
+    object: ``maps[i]`` (H×W, one per class) has its maximum inside ``boxes[i]`` (map
+    pixels, no tolerance), for every i.
+
+    Selvaraju et al. (Grad-CAM, 2017) call a map class-discriminative when it localises the
+    class asked for, on an image that holds several. With disjoint boxes, a map that is the
+    same for every class has one peak, so it fails for at least one of them; no threshold
+    is involved.
+    """
+    if len(maps) != len(boxes) or len(maps) < 2:
+        raise ValueError("class_discriminative takes one map and one box per class, two or more")
+    return all(pointing_hit(m, [box], tolerance=0) for m, box in zip(maps, boxes))
+
+
 def box_in_map(box, photo_shape, map_shape):
     """A box drawn on the photo (x0, y0, x1, y1) in the pixels of a map of the resized photo."""
     (height, width), (h, w) = photo_shape, map_shape
@@ -195,8 +210,8 @@ def cascading_randomisation(model, layers=None, seed=2018):
 
 def rank_correlation(a, b, absolute=True):
     """Spearman rank correlation of two maps (of |values| by default, as Adebayo et al.)."""
-    a = np.abs(np.asarray(a, dtype=np.float64)) if absolute else np.asarray(a, dtype=np.float64)
-    b = np.abs(np.asarray(b, dtype=np.float64)) if absolute else np.asarray(b, dtype=np.float64)
+    a, b = (np.asarray(m.detach().cpu() if torch.is_tensor(m) else m, dtype=np.float64) for m in (a, b))
+    a, b = (np.abs(a), np.abs(b)) if absolute else (a, b)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
     if a.min() == a.max() or b.min() == b.max():
@@ -259,3 +274,109 @@ def explanation_map(method, model, x, target=None, fast=False):
     function, default, quick = EXPLANATIONS[method]
     result = function(model, x, target, **(quick if fast else default))
     return pixel_map(result, tuple(x.shape[-2:]))
+
+
+# ------------------------------------------------------------------- baselines
+
+def centre_map(shape):
+    """The centre baseline: an H×W map that peaks at the image centre and falls off with the
+    distance to it (a Gaussian, σ = a quarter of the shorter side). It never looks at the
+    image, so a test on which it scores as well as a method cannot rank that method."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    sigma = min(h, w) / 4
+    return np.exp(-((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+def random_map(shape, seed=0):
+    """The random baseline: an H×W map of uniform noise, so pixels come in a random order."""
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def chance_hit_rate(box, shape, tolerance=15):
+    """The pointing game's chance level for one image: the share of an H×W image's pixels
+    within ``tolerance`` px of ``box`` (x0, y0, x1, y1), i.e. the probability that a map
+    whose maximum falls on a uniformly random pixel scores a hit."""
+    (x0, y0, x1, y1), (h, w) = check_boxes(box)[0], shape
+    y, x = np.mgrid[0:h, 0:w]
+    dx = np.maximum.reduce([x0 - x, np.zeros_like(x), x - x1])
+    dy = np.maximum.reduce([y0 - y, np.zeros_like(y), y - y1])
+    return float((np.hypot(dx, dy) <= tolerance).mean())
+
+
+# ------------------------------------------------------------------- verdicts
+
+def sign_test(wins, losses):
+    """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` :
+    ``losses`` if each of the ``wins + losses`` differing cases went either way with p = 1/2."""
+    n, k = wins + losses, min(wins, losses)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def outperforms(hits, baseline_hits, level=0.05):
+    """True if a method hits significantly more often than a baseline on the same images.
+
+    ``hits``, ``baseline_hits``: one True/False per image, in the same order. Only the
+    images where exactly one of the two hits tell them apart; the exact sign test on those
+    must reach the conventional ``level`` 0.05 (chance, not the run, sets the bar). With
+    fewer than 6 such images no split can reach it: a small study cannot rank the two.
+    """
+    if len(hits) != len(baseline_hits):
+        raise ValueError("hits and baseline_hits must score the same images")
+    wins = sum(bool(a) and not bool(b) for a, b in zip(hits, baseline_hits))
+    losses = sum(bool(b) and not bool(a) for a, b in zip(hits, baseline_hits))
+    return wins > losses and sign_test(wins, losses) < level
+
+
+def more_in_box_than_chance(saliency, box, factor=1.0, photo_shape=None, top=None):
+    """True if the share of the map inside ``box`` (``share_in_box``) is more than ``factor``
+    times the box's share of the image: chance, what a flat map or one that ignores the
+    object scores. ``factor`` = 2 asks for twice chance."""
+    share, area = share_in_box(saliency, box, photo_shape, top)
+    return share > factor * area
+
+
+def more_in_box(saliency, other, box, photo_shape=None, top=None):
+    """True if ``saliency`` puts a larger share inside ``box`` than ``other`` does."""
+    return share_in_box(saliency, box, photo_shape, top)[0] > share_in_box(other, box, photo_shape, top)[0]
+
+
+def more_alike(pair, other_pair, absolute=True):
+    """True if the two maps of ``pair`` are more alike (Spearman ρ, ``rank_correlation``)
+    than the two of ``other_pair``: e.g. a method whose map changes less between two
+    classes than another method's does. No threshold: the other pair is the reference."""
+    return rank_correlation(*pair, absolute=absolute) > rank_correlation(*other_pair, absolute=absolute)
+
+
+def is_degenerate(saliency):
+    """True for a constant map (e.g. Grad-CAM when ReLU(Σ_k α_k A^k) is zero everywhere).
+    It ranks no pixel, so a rank correlation with it is undefined (``rank_correlation``
+    returns 0): such a step of the sanity check is neither a pass nor a fail."""
+    values = np.asarray(saliency.detach().cpu() if torch.is_tensor(saliency) else saliency, dtype=np.float64)
+    return bool(values.min() == values.max())
+
+
+def sanity_score(correlations):
+    """Adebayo et al.'s reading of a cascade: the mean |ρ| over the randomised steps (near 0:
+    the map changed with the weights; near 1: it did not), leaving out degenerate steps
+    (``None``). NaN when every step is degenerate."""
+    valid = [abs(r) for r in correlations if r is not None]
+    return float(np.mean(valid)) if valid else float("nan")
+
+
+def beats(scores, a, b, lower=True):
+    """True if method ``a`` scores strictly better than ``b`` in ``scores`` {method: value}
+    (lower is better unless ``lower=False``); False if either score is NaN (degenerate)."""
+    sa, sb = float(scores[a]), float(scores[b])
+    if math.isnan(sa) or math.isnan(sb):
+        return False
+    return sa < sb if lower else sa > sb
+
+
+def ranking(scores, lower=True):
+    """Methods from best to worst by ``scores`` {method: value}; NaN scores go last."""
+    finite = [m for m in scores if not math.isnan(float(scores[m]))]
+    ordered = sorted(finite, key=lambda m: float(scores[m]), reverse=not lower)
+    return ordered + [m for m in scores if m not in finite]

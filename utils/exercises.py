@@ -16,7 +16,7 @@ import torch
 
 from . import attribution, cam, deepdream, evaluation, features, inversion, localize, occlusion, style
 from .features import strongest_channels
-from .fixations import fc_rule, record_forward
+from .fixations import POSITIONS, conv_rule, record_forward
 from .hooks import resolve_layer
 from .localize import bounding_box
 from .style import gram_matrix
@@ -172,10 +172,14 @@ def _random(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def check_rescale_filter(student):
-    """01: one filter rescaled to [0, 1] for display."""
-    return check_function(student, features.rescale_filter, (_random(3, 5, 5),),
-                          "Subtract the filter's minimum, divide by (max − min).")
+def check_filter_response(student):
+    """01: one filter's response map ⟨w, patch⟩ at every position of a padded image, with a
+    stride (a flipped filter, a forgotten stride or a sum over one colour only is refused)."""
+    return check_function(student, features.filter_response,
+                          (_random(3, 9, 9), _random(3, 3, 3, seed=1), 2),
+                          "Output (i, j) is the sum of w × x[:, i·stride : i·stride + k, "
+                          "j·stride : j·stride + k] over colours and the k×k window; the "
+                          "output has (H − k) // stride + 1 rows; do not flip the filter.")
 
 
 def check_box_iou(student):
@@ -190,7 +194,9 @@ def check_box_iou(student):
 def check_occluded_copies(student):
     """03: one copy of the image per position, with a size×size square set to the fill."""
     inputs = (_random(3, 8, 8), [0, 4, 5], [2, 0, 5], 3)
-    return check_function(student, occlusion.occluded_copies, inputs,
+    # the student's function gets its own copy of the image: one that zeroes the image in
+    # place (every copy then shows every square) cannot also change the reference's input
+    return check_function(lambda image, *rest: student(image.clone(), *rest), occlusion.occluded_copies, inputs,
                           "Repeat the image once per (top, left); in copy k set "
                           "[:, top:top + size, left:left + size] to 0.")
 
@@ -208,15 +214,57 @@ def check_grad_cam_map(student):
                           "α = gradients averaged over (h, w); Σ_k α_k A^k; then ReLU.")
 
 
-def check_fc_rule(student):
-    """06: the inputs of a fully connected unit that push it up: indices j with a_j · w_j > 0."""
-    a, w = _random(16).clamp(min=0), _random(16, seed=1)
+def conv_rule_cases():
+    """06: the inputs of ``check_conv_rule``: (a, w, y, x) with a C×H×W input after a ReLU and
+    one output channel's 3×3 filter. Inner points, points on the border (the window reaches
+    into the padding), a dead window (no input fires) and a window where every real position
+    of the best channel contributes negatively (only the padding is 0)."""
+    a, w = _random(4, 6, 6).clamp(min=0), _random(4, 3, 3, seed=1)
+    cases = [(a, w, y, x) for y, x in [(2, 3), (3, 1), (4, 4), (1, 2), (0, 0), (5, 3), (2, 5)]]
+    dead = a.clone()
+    dead[:, 3:6, 3:6] = 0                                    # nothing fires around (4, 4)
+    cases.append((dead, w, 4, 4))
+    cases.append((a.abs() + 0.1, -w.abs(), 0, 5))            # every real product negative
+    return cases
 
-    def reference(a, w):
-        return sorted(j for (j,) in fc_rule({(0,)}, a, w[None], spatial_input=False))
-    return check_function(lambda a, w: sorted(int(j) for j in student(a, w)), reference, (a, w),
-                          "Multiply a and w element by element and keep the indices of the "
-                          "positive products.")
+
+def check_conv_rule(student):
+    """06: one point (y, x) through a 3×3 conv (stride 1, zero padding 1), both placements.
+
+    ``student(a, w, y, x, position)`` -> (c, y_in, x_in), compared with ``fixations.conv_rule``
+    on ``conv_rule_cases()`` for position "centre" and "strongest". The hint names the first
+    thing that differs: the channel, the centre placement or the strongest placement.
+    """
+    def answer(*args):
+        c, y, x = student(*args)
+        return int(c), int(y), int(x)
+
+    mistakes = []
+    try:
+        for a, w, y, x in conv_rule_cases():
+            for position in POSITIONS:
+                [right] = conv_rule({(0, y, x)}, a, w[None], (1, 1), (1, 1), 1, position)
+                got = answer(a, w, y, x, position)
+                if got != right:
+                    mistakes.append((position, got[0] != right[0]))
+    except NotImplementedError:
+        return verdict(False, "", "", answered=False)
+    except Exception as err:        # the student's code: any error is a hint, not a crash
+        return verdict(False, "", f"Not yet: your function raised {type(err).__name__}: {err}. "
+                       "Return a tuple (c, y_in, x_in) of ints.")
+    if any(channel for _, channel in mistakes):
+        hint = ("the channel. For each input channel c, sum a_c · w_c over the 3×3 window "
+                "(zero outside the map) and keep the c with the largest sum.")
+    elif any(position == "centre" for position, _ in mistakes):
+        hint = "the centre placement: the point keeps its place, (y, x) (stride 1, padding 1)."
+    else:
+        hint = ("the strongest placement: the window position (i, j) where a_c · w_c is largest "
+                "goes to (y − 1 + i, x − 1 + j) on the input; padding is not a position, and "
+                "where nothing contributes positively the point stays at the centre.")
+    return verdict(not mistakes, f"Right: both placements agree with utils on all "
+                   f"{len(conv_rule_cases())} points.",
+                   f"Not yet: {len(mistakes)} of {2 * len(conv_rule_cases())} answers differ; "
+                   f"look at {hint}")
 
 
 def check_gram_matrix(student):
@@ -233,17 +281,28 @@ def check_content_loss(student):
 
 
 def check_dream_step(student):
-    """09: DeepDream's normalised step, x − lr · g / mean|g| per image."""
-    return check_function(student, deepdream.normalized_step,
-                          (_random(2, 3, 8, 8), _random(2, 3, 8, 8, seed=1), 0.01),
-                          "Divide each image's gradient by its own mean absolute value.")
+    """09: DeepDream's normalised step, x − lr · g / mean|g| per image. The two images'
+    gradients differ in scale by 100, so one mean over the whole batch is caught."""
+    grad = _random(2, 3, 8, 8, seed=1) * torch.tensor([1.0, 100.0]).view(2, 1, 1, 1)
+    return check_function(student, deepdream.normalized_step, (_random(2, 3, 8, 8), grad, 0.01),
+                          "Descend (x − …), and divide each image's gradient by its own mean "
+                          "absolute value (not the batch's, not the norm, not the max).")
+
+
+TV_BETAS = (1.0, 2.0, 3.0)   # the check runs every β: code that ignores β, or takes (…)^β, fails
 
 
 def check_tv_beta(student):
-    """10: the TV^β regulariser of Mahendran & Vedaldi, per image (β = 2)."""
-    return check_function(student, inversion.tv_beta, (_random(2, 3, 6, 6), 2),
-                          "Differences to the right and downwards neighbours (repeat the last "
-                          "column/row), squared and added, to the power β/2, summed per image.")
+    """10: the TV^β regulariser of Mahendran & Vedaldi, per image, for β = 1, 2 and 3: ignoring
+    β, forgetting the square root (^β instead of ^(β/2)), |∂x|^β + |∂y|^β, dropping the border
+    instead of repeating it, adding the colour channels before the power, or averaging instead
+    of summing all give another number for some β."""
+    u = _random(2, 3, 6, 6)
+    return check_function(lambda u: torch.stack([torch.as_tensor(student(u, beta)) for beta in TV_BETAS]),
+                          lambda u: torch.stack([inversion.tv_beta(u, beta) for beta in TV_BETAS]), (u,),
+                          "Per pixel and channel: dx to the right and dy downwards neighbour (the last "
+                          "column/row repeated, so 0 there), then (dx² + dy²)^(β/2), summed over "
+                          "channels and pixels of each image. Try β = 1 and 2.")
 
 
 def check_auc(student):
@@ -252,3 +311,59 @@ def check_auc(student):
     return check_function(lambda: [student(c) for c in curves],
                           lambda: [evaluation.auc(c) for c in curves], (),
                           "Trapezoid rule: (sum − first/2 − last/2) / (number of points − 1).")
+
+
+def check_lowest_deletion(answer, areas):
+    """11: the method whose deletion curve has the lowest area ``areas`` {method: area}."""
+    best = min(areas, key=areas.get)
+    known = answer in areas if answer is not None else True
+    return verdict(answer == best, f"Right: {best}'s deletion area, {areas[best]:.3f}, is the lowest.",
+                   f"Not yet: {answer!r} is " + ("not the lowest. Hint: read the area in the legend "
+                   "of each panel's solid (deletion) curve; lower is better." if known else
+                   f"not one of the methods: {', '.join(areas)}."), answered=answer is not None)
+
+
+# --- 09 and 10: the short questions -----------------------------------------------------
+def check_step_units(answer):
+    """09: η = 1.5 on 0–255 pixels, in the units of x = (rgb − μ)/σ for σ = 0.229 (4 decimals)."""
+    right = round(1.5 / 255 / 0.229, 4)
+    return verdict(answer is not None and abs(answer - right) < 1e-4, f"Right: {right}.",
+                   "Not quite: first 0–255 to [0, 1] (divide by 255), then to x (divide by σ).",
+                   answered=answer is not None)
+
+
+def check_first_octave(answer, side=300, octaves=4, scale=1.4):
+    """09: the side of the smallest octave of a side×side image (``deepdream.octave_sizes``)."""
+    right = deepdream.octave_sizes(side, side, octaves, scale)[0][0]
+    return verdict(answer == right, f"Right: {side}/{scale}^{octaves - 1} ≈ {right}.",
+                   f"Not quite: the last octave is the image itself, so the first is {scale} "
+                   f"times smaller {octaves - 1} times; round to the nearest pixel.",
+                   answered=answer is not None)
+
+
+def check_sigma(answer, shape=(3, 96, 96)):
+    """10: σ_x of ``inversion.typical_norm`` for a C×H×W image, to the nearest integer."""
+    right = round(inversion.typical_norm(shape))
+    return verdict(answer == right, f"Right: σ_x ≈ {right}.",
+                   "Not quite: √(number of values) × 255 × 0.226, rounded to the nearest integer.",
+                   answered=answer is not None)
+
+
+def spike_costs(height=100.0, betas=(1.0, 2.0)):
+    """What one spike of ``height`` (one pixel of one channel, inside a flat image) adds to
+    TV^β, for each β: computed with ``inversion.tv_beta`` on a 1×1×5×5 image."""
+    u = torch.zeros(1, 1, 5, 5)
+    u[..., 2, 2] = height
+    return [float(inversion.tv_beta(u, beta)) for beta in betas]
+
+
+def check_spike_cost(answer):
+    """10: the TV^β cost of a spike of height 100, as (for β = 1, for β = 2), within 1 %."""
+    right = spike_costs()
+    ok = answer is not None and len(answer) == 2 and all(
+        abs(a - r) <= 0.01 * r for a, r in zip(answer, right))
+    return verdict(ok, f"Right: {right[0]:.0f} and {right[1]:.0f}: TV¹ grows with the height, TV² "
+                   "with its square, so β = 1 lets tall spikes through cheaply.",
+                   "Not quite: three pixels get a jump: the spike itself (to its right and below: "
+                   "√(h² + h²) for β = 1), its left neighbour and its upper neighbour (h each).",
+                   answered=answer is not None)

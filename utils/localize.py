@@ -81,6 +81,20 @@ def box_iou(box, boxes):
     return float(iou[0]) if single else iou
 
 
+ILSVRC_IOU = 0.5   # ILSVRC: a box is a correct localisation at IoU ≥ 0.5 with the truth
+
+
+def correct_localisation(box, truth, threshold=ILSVRC_IOU):
+    """True if ``box`` counts as a correct localisation of ``truth`` by the ILSVRC rule that
+    CAM and Grad-CAM report (Russakovsky et al. 2015): IoU ≥ 0.5. No box (None) is wrong."""
+    return box is not None and box_iou(box, truth) >= threshold
+
+
+def box_area(box):
+    """Area in pixels of an (x0, y0, x1, y1) box (x1, y1 exclusive); 0 for no box (None)."""
+    return 0 if box is None else (box[2] - box[0]) * (box[3] - box[1])
+
+
 def draw_box(ax, box, color="#00e5ff", label=None, dashed=False):
     """Draw an (x0, y0, x1, y1) box on an image axis (a thick line, visible on a projector;
     ``dashed`` for a hand-drawn box next to a computed one)."""
