@@ -5,7 +5,7 @@ import torch
 
 from utils import attribution, cam, deepdream, evaluation, features, inversion, localize, occlusion, style
 from utils import exercises as X
-from utils.fixations import record_forward
+from utils.fixations import conv_rule, record_forward
 from utils.style import gram_matrix
 
 
@@ -72,8 +72,9 @@ CORE = {
                         lambda image, tops, lefts, size: image.repeat(len(tops), 1, 1, 1)),
     "grad_cam_map": (X.check_grad_cam_map, cam.grad_cam_map,
                      lambda a, g: cam.grad_cam_map(a, g, relu=False)),
-    "fc_rule": (X.check_fc_rule, lambda a, w: [j for j in range(len(a)) if a[j] * w[j] > 0],
-                lambda a, w: [j for j in range(len(a)) if w[j] > 0]),
+    "conv_rule": (X.check_conv_rule,
+                  lambda a, w, y, x, p: min(conv_rule({(0, y, x)}, a, w[None], (1, 1), (1, 1), 1, p)),
+                  lambda a, w, y, x, p: min(conv_rule({(0, y, x)}, a, w[None], (1, 1), (1, 1), 1))),
     "gram_matrix": (X.check_gram_matrix, gram_matrix,
                     lambda f: f.flatten(2) @ f.flatten(2).transpose(1, 2)),
     "content_loss": (X.check_content_loss, style.content_loss, lambda f, p: ((f - p) ** 2).sum()),

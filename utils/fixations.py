@@ -5,33 +5,41 @@ discriminative image regions", IEEE TIP 2019 (arXiv 1708.06670).
 
 One forward pass records every layer's input. Then, starting from the class neuron, the
 set of *fixations* is carried down the network, layer by layer, to pixel positions. The
-rules follow the official code (val-iisc/cnn-fixations, demo/layers.py and the demo
-notebooks); here they run on the traced graph of any torchvision-style CNN instead of one
-hand-written path per network:
+authors' code (val-iisc/cnn-fixations) has two sets of rules: the plain-network demo
+(``demo/layers.py``, used by the AlexNet, VGG-16 and GoogLeNet notebooks) and the
+residual-network demo (``demo/demo_res101.ipynb``, functions ``start``, ``res2res``,
+``end``). Here the rules run on the traced graph of any torchvision-style CNN instead of
+one hand-written path per network; each rule says whose it is:
 
 * FC → FC (the input is a vector): keep every input neuron j with a positive
-  contribution a_j · W_ij to a kept neuron i (layers.py ``fc``).
+  contribution a_j · W_ij to a kept neuron i (layers.py ``fc``; the residual demo's
+  ``start`` means the same, its comment says "choosing all positive elements", but its
+  ascending ``argsort(conv)[:num]`` keeps the smallest contributions).
 * FC → conv (the input is a flattened H×W>1 map): keep the single best contributor
   argmax_j a_j · W_ij, a point (channel, y, x) (layers.py ``fc``, ``data.ndim == 3``).
 * conv (grouped and depthwise too): for a point (k, y, x), each input channel c
   contributes Σ_window a_c · W'_kc over the (zero-padded) window under the point; keep the
-  channel c* with the largest contribution (layers.py ``conv``). W' is the weight with the
-  BatchNorm that follows the conv folded in (scale γ/√(σ²+ε) per output channel). The
-  point's position is one of two rules (``POSITIONS``):
-  "centre" (default, the official code): the point keeps its place on the grid, the centre
-  of its window (layers.py ``conv`` returns (S·y, S·x), which is the window centre for
-  every padded conv of AlexNet, VGG and GoogLeNet; for AlexNet's unpadded conv1 it is the
-  window's corner, 5 px off, a shift we do not copy);
+  channel c* with the largest contribution (layers.py ``conv``, and every conv of the
+  residual demo). W' is the weight with the BatchNorm that follows the conv folded in
+  (scale γ/√(σ²+ε) per output channel). The point's position is one of two rules
+  (``POSITIONS``):
+  "centre" (default, the plain-network demo): the point keeps its place on the grid, the
+  centre of its window (layers.py ``conv`` returns (S·y, S·x), which is the window centre
+  for every padded conv of AlexNet, VGG and GoogLeNet; for AlexNet's unpadded conv1 it is
+  the window's corner, 5 px off, a shift we do not copy);
   "strongest" (ours): the real (not padded) window position where c* contributes most,
   if it contributes positively anywhere; ties go to the position nearest the centre, and
-  a window with no positive contribution keeps the centre. (The official ResNet demo
-  moves to the strongest *activation* of c* in its 3×3 windows.)
+  a window with no positive contribution keeps the centre. It is close to the residual
+  demo, which moves a point in its 3×3 convs and in conv1 to the strongest *activation*
+  of c* in the window (the contribution's sign and the weights do not count there) and
+  keeps the place in its 1×1 convs.
 * max / average pooling (adaptive and global too): the maximum of the same channel inside
-  the pooling window ("the switch"; layers.py ``pool``; the official ResNet code treats the
-  global pool this way). Where several positions share the maximum (ReLU6 saturates at
-  6), all of them are kept, instead of the first in raster order (the top-left one).
+  the pooling window ("the switch"; layers.py ``pool``; the residual demo treats the
+  global average pool this way). Where several positions share the maximum (ReLU6
+  saturates at 6), all of them are kept, instead of the first in raster order (the
+  top-left one).
 * residual addition out = branch + skip: follow the skip if its activation at the point
-  is ≥ the branch's, else the branch (demo_res101.ipynb ``res2res``).
+  is ≥ the branch's, else the branch (the residual demo's ``res2res``).
 * channel concatenation: the input that owns the channel (layers.py ``inception``).
 * element-wise layers (ReLU, ReLU6, BatchNorm, dropout, scaling): the point is unchanged.
 
@@ -43,8 +51,10 @@ object from the background (notebook 06 measures it).
 
 At the input, points are pixel positions; outliers are dropped (a point needs more than 5%
 of all points within 0.1 × the image diagonal; demo/utils.py ``out_rem``) and a Gaussian
-blur (σ = 20 px at 224 px; demo/utils.py ``heatmap`` uses 20 px of the photo) turns them
-into a map.
+blur turns them into a map. The authors' ``heatmap(img, points, sigma=20)`` blurs with
+σ = 20 px of the image the points live in, whatever its size; here σ scales with the
+image, 20 px at 224 px (``fixation_heatmap``), so that a map looks the same at any photo
+size: the two agree on a 224-px image, and on a 512×408 photo ours is 36 px.
 
 Coordinates (as everywhere in ``utils``, see utils/README.md): a point is (y, x), row then
 column, in whole pixels. ``backtrack`` returns points of the network input (S×S, the whole
@@ -131,8 +141,9 @@ def conv_rule(points, a, weight, stride, pad, groups, position="centre"):
 
     A point (k, y, x) goes to channel c* = argmax_c Σ_window a_c · W_kc, the input channel
     contributing most (zero padding contributes nothing), at ``position`` "centre" (the
-    official code: the centre of the window, the same place on the grid) or "strongest"
-    (the real window position where c* contributes most; see ``strongest_position``).
+    authors' plain-network demo: the centre of the window, the same place on the grid) or
+    "strongest" (ours: the real window position where c* contributes most; see
+    ``strongest_position``).
     """
     C, H, W = a.shape
     kh, kw = weight.shape[2:]
@@ -308,7 +319,8 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
 
     ``target``: a class index or label (None: the predicted class; ``utils.targets``).
     ``recorded`` is an earlier ``record_forward(model, x)``. ``position``: where a conv
-    moves a point, "centre" (the official code) or "strongest" (``conv_rule``).
+    moves a point, "centre" (the authors' plain-network demo) or "strongest" (ours;
+    ``conv_rule``).
     ``count=False`` (the paper): the points of every layer are a set, and the sorted list
     of distinct (y, x) comes back. ``count=True``: a ``Counter`` {(y, x): number of paths
     from the class neuron} (its keys are the same pixels).
@@ -502,6 +514,8 @@ def fixation_heatmap(points, size, sigma_at_224=20):
     """The paper's last two steps: drop outliers, blur the rest. Returns (kept points, map).
 
     ``size`` = (H, W) of the image the points live in; σ scales with min(H, W) / 224.
+    The authors' code blurs with σ = 20 px of the image itself, unscaled: for it, pass
+    ``sigma_at_224=20 * 224 / min(size)``.
     """
     kept = remove_outliers(points, size)
     return kept, fixation_map(kept, size, sigma_at_224 * min(size) / 224)
@@ -544,6 +558,28 @@ def share_inside(points, box):
     x0, y0, x1, y1 = box
     inside = (array[:, 1] >= x0) & (array[:, 1] < x1) & (array[:, 0] >= y0) & (array[:, 0] < y1)
     return float((weights * inside).sum() / weights.sum())
+
+
+def more_inside_than_chance(points, box, image_shape, alpha=0.05):
+    """Does the *set* of points land on the object more often than chance?
+
+    Uniformly scattered points fall inside ``box`` (x0, y0, x1, y1) with probability
+    p = the box's share of the image (``image_shape`` = (H, W)); the claim holds if the
+    number k of the n distinct points inside it is unlikely under that chance, a one-sided
+    binomial test: P(K ≥ k | n, p) < ``alpha`` (5 %, the usual significance level). A
+    share a little above p from a few dozen points is not enough. Sets only: counted
+    points (a Counter) are paths, not independent draws, and raise a TypeError.
+    """
+    if isinstance(points, dict):
+        raise TypeError("more_inside_than_chance tests a set of points, not counted paths")
+    from scipy.stats import binomtest
+    points = sorted(set(map(tuple, points)))
+    if not points:
+        return False
+    x0, y0, x1, y1 = box
+    chance = (x1 - x0) * (y1 - y0) / (image_shape[0] * image_shape[1])
+    inside = round(share_inside(points, box) * len(points))
+    return bool(binomtest(inside, len(points), chance, alternative="greater").pvalue < alpha)
 
 
 def layer_shares(layers, box, input_size, image_size, count=True):
@@ -656,11 +692,12 @@ def _output_node(gm):
 
 # ------------------------------------------------------------------- figures and exercise
 
-def plot_layer_walk(image, layers, input_size, n_panels=8):
+def plot_layer_walk(image, layers, input_size, n_panels=8, title=None):
     """The fixations as they move down the network: one panel per layer (deep -> shallow).
 
     Each point is drawn at the centre of its receptive field; each panel says how many
-    distinct points there are, on what grid, and at how many distinct places.
+    distinct points there are, on what grid, and at how many distinct places. ``title``
+    replaces the figure's default title.
     """
     import matplotlib.pyplot as plt
     spatial = [(name, layer) for name, layer in layers.items() if layer.centres and layer.cut]
@@ -677,8 +714,9 @@ def plot_layer_walk(image, layers, input_size, n_panels=8):
         ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
         ax.set_title(f"{name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
                      f"{layer.shape[1]}×{layer.shape[2]}", fontsize=9)
-    fig.suptitle("Backtracking: where the fixations are, from the last conv block down to pixels")
-    fig.tight_layout(h_pad=1.5)
+    fig.suptitle(title or "Backtracking: where the fixations are, from the last conv block down to pixels")
+    for _ in range(2):          # the second pass fits the title above the panels' moved titles
+        fig.tight_layout(h_pad=1.5)
     return fig
 
 

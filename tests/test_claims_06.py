@@ -1,0 +1,211 @@
+"""Notebook 06's checked claims: each verdict function says False on a counterfactual where
+the claim is false, and True where it holds; the convolution-rule exercise refuses the
+plausible mistakes. Tiny inputs only, no model."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as tf
+
+from utils import exercises as X
+from utils import fixations as F
+from utils.evaluation import class_discriminative, pointing_hit
+
+
+# ------------------------------------------------------------------ the set against chance
+
+def grid_points(shape, step):
+    """Points spread evenly over an image: the 'uniformly scattered' counterfactual."""
+    return [(y, x) for y in range(step // 2, shape[0], step) for x in range(step // 2, shape[1], step)]
+
+
+def test_an_evenly_spread_set_is_not_more_inside_than_chance():
+    shape, box = (200, 200), (50, 50, 150, 150)             # the box covers a quarter
+    points = grid_points(shape, 20)                          # 100 points, 25 inside: chance
+    assert F.share_inside(points, box) == pytest.approx(0.25)
+    assert not F.more_inside_than_chance(points, box, shape)
+
+
+def test_a_few_points_a_little_above_chance_are_not_enough():
+    # 10 of 30 inside a box of 26 % (notebook 06's squirrel: 0.30 of 37 against 0.26)
+    shape, box = (100, 100), (0, 0, 26, 100)
+    points = [(y, x) for y, x in zip(range(0, 100, 10), range(0, 26, 2))]
+    points += [(y, 30 + x) for y in range(0, 100, 5) for x in (0,)]
+    assert len(points) == 30 and F.share_inside(points, box) == pytest.approx(10 / 30)
+    assert not F.more_inside_than_chance(points, box, shape)
+
+
+def test_a_set_on_the_object_is_more_inside_than_chance():
+    shape, box = (200, 200), (50, 50, 150, 150)
+    points = grid_points((100, 100), 10)                     # 100 points in the top-left quarter
+    points = [(y + 50, x + 50) for y, x in points[:60]] + grid_points(shape, 50)
+    assert F.more_inside_than_chance(points, box, shape)
+
+
+def test_counted_paths_are_refused_by_the_binomial_test():
+    with pytest.raises(TypeError):
+        F.more_inside_than_chance({(1, 1): 5}, (0, 0, 2, 2), (4, 4))
+
+
+# ------------------------------------------------------------------ class-discriminative
+
+def peaked(shape, y, x):
+    m = np.zeros(shape)
+    m[y, x] = 1.0
+    return m
+
+
+def test_the_same_map_for_both_classes_is_not_class_discriminative():
+    halves = [(0, 0, 10, 10), (10, 0, 20, 10)]
+    same = peaked((10, 20), 5, 3)
+    assert not class_discriminative([same, same], halves)
+    assert not class_discriminative([same, same.copy() * 2], halves)   # scaled: still one peak
+
+
+def test_two_maps_on_the_wrong_photos_are_not_class_discriminative():
+    halves = [(0, 0, 10, 10), (10, 0, 20, 10)]
+    assert not class_discriminative([peaked((10, 20), 5, 15), peaked((10, 20), 5, 3)], halves)
+
+
+def test_each_class_on_its_own_photo_is_class_discriminative():
+    halves = [(0, 0, 10, 10), (10, 0, 20, 10)]
+    assert class_discriminative([peaked((10, 20), 5, 3), peaked((10, 20), 5, 15)], halves)
+    with pytest.raises(ValueError):
+        class_discriminative([peaked((10, 20), 5, 3)], halves[:1])
+
+
+def test_pointing_hit_misses_a_peak_away_from_the_box():
+    box = (10, 10, 20, 20)
+    assert pointing_hit(peaked((60, 60), 15, 15), [box], tolerance=15)
+    assert not pointing_hit(peaked((60, 60), 50, 50), [box], tolerance=15)   # 42 px away
+
+
+# ------------------------------------------------------------------ the blur's σ
+
+def test_the_authors_sigma_is_twenty_pixels_of_the_photo():
+    """fixation_heatmap scales σ (20 px at 224); passing 20·224/min(H, W) gives the authors'
+    20 px of the photo: on a 448-px photo the two differ by a factor of two."""
+    shape, points = (448, 448), [(224, 224)]
+    ours = F.fixation_heatmap(points, shape)[1]
+    authors = F.fixation_heatmap(points, shape, sigma_at_224=20 * 224 / 448)[1]
+    reference = F.fixation_map(points, shape, sigma=20, grid=None)
+    assert np.abs(authors - reference).max() < 0.02
+    width = lambda m: (m[224] > 0.5).sum()                   # full width at half maximum
+    assert width(ours) == pytest.approx(2 * width(authors), rel=0.1)
+
+
+# ------------------------------------------------------------------ the conv-rule exercise
+
+def right(a, w, y, x, position):
+    window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]    # zero padding 1
+    contribution = window * w
+    c = int(contribution.sum(dim=(1, 2)).argmax())
+    if position == "centre" or not contribution[c].max() > 0:
+        return c, y, x
+    i, j = divmod(int(contribution[c].argmax()), 3)
+    return c, y - 1 + i, x - 1 + j
+
+
+def channel_by_activation(a, w, y, x, position):           # ignores the weights
+    c = int(tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3].sum(dim=(1, 2)).argmax())
+    return (c,) + right(a, w, y, x, position)[1:]
+
+
+def channel_by_single_product(a, w, y, x, position):       # the largest product, not the sum
+    products = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3] * w
+    return (int(products.flatten(1).max(1).values.argmax()),) + right(a, w, y, x, position)[1:]
+
+
+def strongest_activation(a, w, y, x, position):            # the residual demo's placement
+    window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]
+    c = int((window * w).sum(dim=(1, 2)).argmax())
+    if position == "centre" or not (window[c] * w[c]).max() > 0:
+        return c, y, x
+    i, j = divmod(int(window[c].argmax()), 3)
+    return c, y - 1 + i, x - 1 + j
+
+
+def no_dead_window(a, w, y, x, position):                   # argmax even where nothing fires
+    window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]
+    contribution = window * w
+    c = int(contribution.sum(dim=(1, 2)).argmax())
+    if position == "centre":
+        return c, y, x
+    i, j = divmod(int(contribution[c].argmax()), 3)
+    return c, y - 1 + i, x - 1 + j
+
+
+def in_window_coordinates(a, w, y, x, position):
+    c, y_in, x_in = right(a, w, y, x, position)
+    return c, y_in - y + 1, x_in - x + 1
+
+
+def without_padding(a, w, y, x, position):                  # window starts at (y, x)
+    window = tf.pad(a, (0, 2, 0, 2))[:, y:y + 3, x:x + 3]
+    contribution = window * w
+    c = int(contribution.sum(dim=(1, 2)).argmax())
+    if position == "centre" or not contribution[c].max() > 0:
+        return c, y, x
+    i, j = divmod(int(contribution[c].argmax()), 3)
+    return c, y + i, x + j
+
+
+MISTAKES = [channel_by_activation, channel_by_single_product, strongest_activation,
+            no_dead_window, in_window_coordinates, without_padding,
+            lambda a, w, y, x, position: right(a, w, y, x, "strongest"),   # ignores position
+            lambda a, w, y, x, position: right(a, w, y, x, "centre"),
+            lambda a, w, y, x, position: (lambda c, y_, x_: (c, x_, y_))(*right(a, w, y, x, position))]
+
+
+def test_the_conv_rule_check_accepts_a_right_answer(capsys):
+    assert X.check_conv_rule(right) == True  # noqa: E712 (a Verdict)
+    assert capsys.readouterr().out.startswith("Right")
+
+
+@pytest.mark.parametrize("mistake", range(len(MISTAKES)))
+def test_the_conv_rule_check_refuses_each_plausible_mistake(mistake, capsys):
+    assert X.check_conv_rule(MISTAKES[mistake]) == False  # noqa: E712
+    assert capsys.readouterr().out.startswith("Not yet")
+
+
+def test_the_hint_names_what_differs(capsys):
+    X.check_conv_rule(channel_by_activation)
+    X.check_conv_rule(MISTAKES[6])
+    X.check_conv_rule(strongest_activation)
+    channel, centre, strongest = capsys.readouterr().out.splitlines()
+    assert "the channel" in channel and "centre placement" in centre
+    assert "strongest placement" in strongest
+
+
+def test_the_conv_rule_cases_include_a_dead_window_and_the_border():
+    cases = X.conv_rule_cases()
+    assert any(y in (0, a.shape[1] - 1) or x in (0, a.shape[2] - 1) for a, _, y, x in cases)
+    assert any(float(a[:, y - 1:y + 2, x - 1:x + 2].abs().sum()) == 0 for a, _, y, x in cases if y > 0 and x > 0)
+    assert all(torch.all(a >= 0) for a, *_ in cases)        # inputs after a ReLU
+
+
+def test_an_unanswered_or_crashing_conv_rule(capsys):
+    def stub(*args):
+        raise NotImplementedError
+    assert not X.check_conv_rule(stub)
+    assert not X.check_conv_rule(lambda *args: None)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == X.NOT_ANSWERED and "raised" in lines[1]
+
+
+# ------------------------------------------------------------------ verdicts shared with 05 and 11
+
+def test_two_more_hits_than_the_centre_on_nine_objects_do_not_beat_it():
+    from utils.evaluation import outperforms
+    centre = [True] * 7 + [False] * 2                     # notebook 06: the centre hits 7 of 9
+    assert not outperforms([True] * 9, centre)            # 2 wins, 0 losses: p = 0.5
+    assert outperforms([True] * 8, [False] * 8)           # 8 wins, 0 losses: p < 0.01
+
+
+def test_the_same_map_for_both_classes_is_more_alike_than_grad_cams_pair():
+    from utils.evaluation import more_alike
+    rng = np.random.default_rng(0)
+    flat = rng.random((10, 20))
+    left, right = np.zeros((10, 20)), np.zeros((10, 20))
+    left[:, :10], right[:, 10:] = rng.random((10, 10)) + 1, rng.random((10, 10)) + 1
+    assert more_alike([flat, flat * 0.5], [left, right])  # one map for both classes
+    assert not more_alike([left, right], [flat, flat])    # a pair that does move with the class
