@@ -215,3 +215,44 @@ def activation_norm(model, x, layer):
     x = image_batch(x, model)
     with torch.no_grad(), model_guard(model):
         return layer_outputs(model, x, layer)[layer].flatten(1).norm(dim=1)
+
+
+# --- the claims the notebook checks: each compares two dreams, none uses a tuned number -------
+def larger_patterns(detail, other):
+    """Claim: what ``detail`` added (dream − photo, RGB) lies more in large patterns than what
+    ``other`` added: ``coarse_share`` above the other's, image by image. The baseline is the
+    other dream itself (without octaves, or at a lower layer). One bool per image."""
+    return coarse_share(detail) > coarse_share(other)
+
+
+def mean_change(detail):
+    """How much a dream changed the photo: the mean |dream − photo| per image, in [0, 1] units."""
+    return detail.abs().flatten(1).mean(1)
+
+
+def differs_in_size_not_amount(detail, other):
+    """Claim: two dreams differ in the *size* of what they painted more than in the *amount*:
+    the ratio of their coarse shares (larger over smaller) exceeds the ratio of their mean
+    changes (larger over smaller). Two dreams that only differ by a factor in strength fail;
+    so do two with the same pattern sizes. One bool per image."""
+    def ratio(a, b):
+        return torch.maximum(a, b) / torch.minimum(a, b).clamp_min(1e-12)
+    return ratio(coarse_share(detail), coarse_share(other)) > ratio(mean_change(detail), mean_change(other))
+
+
+def guide_likeness(model, x, guide, layer):
+    """How much the layer's code of ``x`` (normalised) looks like the guide's: for every
+    position of x, the cosine similarity of its feature vector with the best-matching guide
+    position (the match the guided objective uses), averaged over positions. One per image."""
+    with torch.no_grad(), model_guard(model):
+        y = layer_outputs(model, image_batch(guide, model), layer)[layer][0]
+        a = layer_outputs(model, image_batch(x, model), layer)[layer]
+    y = F.normalize(y.flatten(1), dim=0)                         # C × M, the guide
+    a = F.normalize(a.flatten(2), dim=1)                         # N × C × P
+    return torch.einsum("ncp,cm->npm", a, y).amax(dim=2).mean(dim=1)
+
+
+def closer_to_guide(model, guided, free, guide, layer):
+    """Claim: the guided dream's code at ``layer`` looks more like the guide's than the free
+    dream's does (``guide_likeness``); the baseline is the free dream of the same photo."""
+    return guide_likeness(model, guided, guide, layer) > guide_likeness(model, free, guide, layer)
