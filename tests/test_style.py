@@ -323,10 +323,18 @@ def test_random_vgg19_is_seeded_named_and_downloads_nothing(tmp_path, monkeypatc
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     assert not torch.equal(first.features[0].weight, other.features[0].weight)
     assert list(tmp_path.iterdir()) == []                            # nothing downloaded or cached
-    with pytest.raises(ValueError, match="random"):
-        load_model("efficientnet_lite0", "cpu", weights="random")
     with pytest.raises(ValueError, match="pretrained"):
         load_model("vgg19", "cpu", weights="imagenet")
+
+
+def test_random_lite0_is_seeded_named_and_untrained(lite):
+    first = load_model("efficientnet_lite0", "cpu", weights="random")
+    again = load_model("efficientnet_lite0", "cpu", weights="random")
+    assert first.spec.name == "efficientnet_lite0 (random weights)"
+    assert first.spec.layers == lite.spec.layers
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(first.stem[0].weight, lite.stem[0].weight)
+    assert torch.equal(first.stem[1].running_var, torch.ones_like(first.stem[1].running_var))
 
 
 def _brick_crop(box, size=128):

@@ -33,7 +33,7 @@ from .downloads import download
 from .env import can_reach, pick_device
 from .hooks import model_guard, model_spec
 from .images import image_batch, load_image
-from .lite0 import build_lite0
+from .lite0 import LiteNet, build_lite0
 
 BUNDLED = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,14 +185,14 @@ def load_model(name=DEFAULT_MODEL, device=None, verbose=True, weights="pretraine
 
     ``weights="random"`` gives the untrained network instead: torchvision's own
     initialisation drawn with the seed ``seed`` (the same network on every machine),
-    nothing downloaded. Its ``spec.name`` says "(random weights)", so that it is never taken
+    nothing downloaded (the bundled model: the initialisation torchvision gives its
+    EfficientNets). Its ``spec.name`` says "(random weights)", so that it is never taken
     for the trained one.
     """
     if name not in REGISTRY:
         raise KeyError(f"Unknown model {name!r}; choose one of {available_models()}.")
-    if weights not in ("pretrained", "random") or (weights == "random" and name == BUNDLED):
-        raise ValueError(f"weights must be 'pretrained' or 'random' (random: a torchvision "
-                         f"network, not {BUNDLED}), not {weights!r} for {name!r}.")
+    if weights not in ("pretrained", "random"):
+        raise ValueError(f"weights must be 'pretrained' or 'random', not {weights!r} for {name!r}.")
     device = pick_device(device)               # a missing GPU is an error before any work
     spec = REGISTRY[name]
     if weights == "random":
@@ -215,10 +215,34 @@ def load_model(name=DEFAULT_MODEL, device=None, verbose=True, weights="pretraine
 def _random(name, seed):
     """The torchvision network ``name`` as its builder initialises it, with a fixed seed."""
     with torch.random.fork_rng(devices=[]):     # the caller's random stream is untouched
-        torch.manual_seed(seed)
+        # the weights are drawn on the CPU: seed its generator only (torch.manual_seed would
+        # also reseed the GPU's, which fork_rng(devices=[]) does not restore)
+        torch.random.default_generator.manual_seed(seed)
+        if name == BUNDLED:
+            return _random_lite0()
         args = {k: v for k, v in PRETRAINED_ARGS.get(name, {}).items() if k != "init_weights"}
         model = torchvision.models.get_model(name, weights=None, **args)
     return _without_training_heads(name, model)
+
+
+def _random_lite0():
+    """EfficientNet-Lite0's layers initialised as torchvision initialises its EfficientNets:
+    Kaiming-normal convolutions (fan-out), BatchNorm as the identity, a uniform classifier."""
+    from efficientnet_lite_pytorch import EfficientNet
+    model = LiteNet(EfficientNet.from_name("efficientnet-lite0"))
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.Linear):
+            bound = module.out_features ** -0.5
+            torch.nn.init.uniform_(module.weight, -bound, bound)
+            torch.nn.init.zeros_(module.bias)
+    return model
 
 
 def _build(name):

@@ -76,6 +76,51 @@ def average_pooling(model):
     return clone, swapped
 
 
+def normalise(model, images, size=None, silent=0.1):
+    """Gatys et al.'s normalised network: each filter's mean activation over ``images`` and
+    positions scaled to 1, at every texture, style and content layer of ``model``.
+
+    The papers rescale VGG-19's weights so that "the mean activation of each convolutional
+    filter over images and positions is equal to one". In a network of convolutions, ReLUs
+    and average pooling (positively homogeneous), rescaling filter c by 1/m_c and
+    multiplying the next layer's weights on that channel by m_c leaves the output unchanged
+    and divides channel c of every layer by m_c. Here the losses do that division
+    (``features``), which also works where weights cannot be rescaled (BatchNorm, ReLU6,
+    residual sums). For a linear (unrectified) feature, m_c is its mean absolute value (the
+    same number for a rectified one). One departure: a filter that almost never fires on
+    these images would be multiplied by a huge 1/m_c and outweigh its whole layer (a Gram
+    entry of a filter that fires at a fraction p of positions grows as 1/p); m_c is at
+    least a tenth of the layer's median (``silent``), and ``silent_share`` says how many
+    filters that lifts.
+
+    Without it the layers weigh in at whatever scale their activations happen to have, so a
+    few layers can carry almost all of the loss. ``images``: names or pictures that
+    ``spec.preprocess`` takes, at ``size`` pixels a side. Returns a shallow copy of ``model``
+    (the same weights) that carries ``channel_means`` {layer: C means}; ``model`` is unchanged.
+    """
+    layers = list(dict.fromkeys(texture_layers(model) + style_layers(model) + [content_layer(model)]))
+    totals = {}
+    for image in images:
+        x = model.spec.preprocess(image, size=size, device=next(model.parameters()).device)
+        with torch.no_grad(), model_guard(model, freeze=True):
+            for name, f in layer_outputs(model, x, layers).items():
+                totals[name] = totals.get(name, 0) + f.abs().mean(dim=(0, 2, 3)) / len(images)
+    clone = copy.copy(model)                    # shares the weights; only the means are added
+    clone.channel_means = {name: m.clamp(min=silent * float(m.median()) or 1.0) for name, m in totals.items()}
+    clone.silent_share = {name: float((m < silent * m.median()).float().mean()) for name, m in totals.items()}
+    return clone
+
+
+def features(model, x, layers):
+    """``x``'s feature maps at ``layers`` as the losses read them: divided channel by channel
+    by the mean activations of a ``normalise``d network, as they are otherwise."""
+    out = layer_outputs(model, x, layers)
+    means = getattr(model, "channel_means", None)
+    if means is None:
+        return out
+    return {name: f / means[name].view(1, -1, 1, 1) for name, f in out.items()}
+
+
 # --- the statistics and the losses ------------------------------------------------------
 
 def gram_matrix(features):
@@ -88,7 +133,7 @@ def gram_matrix(features):
 def source_grams(model, x, layers):
     """The Gram matrices of ``x`` (the texture or style image) at ``layers``, detached."""
     with torch.no_grad(), model_guard(model, freeze=True):
-        return {name: gram_matrix(f) for name, f in layer_outputs(model, x, layers).items()}
+        return {name: gram_matrix(f) for name, f in features(model, x, layers).items()}
 
 
 def gram_loss(grams, reference, weights=None):
@@ -106,6 +151,28 @@ def gram_loss(grams, reference, weights=None):
         w = 1.0 if weights is None else weights[name]
         total = total + w * ((gram - reference[name]) ** 2).sum() / (4 * n ** 2)
     return total
+
+
+def layer_shares(model, x, reference):
+    """Each layer's share of the texture loss of the image ``x``: E_l / Σ_l E_l (w_l = 1),
+    against the source's Gram matrices ``reference`` ({layer: Ĝ_l}, ``source_grams``).
+
+    At a noise start it says how much each layer can pull on the pixels: a layer with a
+    tiny share is in the loss but hardly shapes the result.
+    """
+    with torch.no_grad(), model_guard(model, freeze=True):
+        grams = {k: gram_matrix(f) for k, f in features(model, x, list(reference)).items()}
+    energies = {k: float(gram_loss({k: g}, {k: reference[k]})) for k, g in grams.items()}
+    total = sum(energies.values()) or 1.0
+    return {k: e / total for k, e in energies.items()}
+
+
+def neglected_layers(shares, fraction=0.1):
+    """The layers whose share of the loss (``layer_shares``) is under ``fraction`` of an equal
+    share 1/L. Claim: "these layers carry almost no weight". The reference is the paper's
+    equal weights w_l = 1, which mean every layer to count alike; a layer with under a
+    tenth of that counts ten times less than intended."""
+    return [k for k, share in shares.items() if share < fraction / len(shares)]
 
 
 def content_loss(features, target):
@@ -142,7 +209,7 @@ def single_image(x, model, name):
 def texture_loss(model, x, reference, weights=None):
     """Gatys 2015: L(x) = Σ_l w_l E_l, x's Gram matrices at the layers of ``reference`` (the
     source's) against them."""
-    grams = {k: gram_matrix(f) for k, f in layer_outputs(model, x, list(reference)).items()}
+    grams = {k: gram_matrix(f) for k, f in features(model, x, list(reference)).items()}
     return gram_loss(grams, reference, weights)
 
 
@@ -155,7 +222,7 @@ def style_transfer_loss(model, x, content_features, content_at, style_grams, rat
     Returns (L, {term: value}) for ``optimize_image``.
     """
     style_at = list(style_grams)
-    feats = layer_outputs(model, x, style_at + [content_at])
+    feats = features(model, x, style_at + [content_at])
     weights = {name: 1.0 / len(style_at) for name in style_at}
     l_style = gram_loss({k: gram_matrix(feats[k]) for k in style_at}, style_grams, weights)
     l_content = content_loss(feats[content_at], content_features)
@@ -221,7 +288,7 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
                                           align_corners=False, antialias=True)
     style_grams = source_grams(model, style, style_at)
     with torch.no_grad(), model_guard(model, freeze=True):
-        content_features = layer_outputs(model, content, [content_at])[content_at]
+        content_features = features(model, content, [content_at])[content_at]
 
     def loss_fn(x):
         return style_transfer_loss(model, x, content_features, content_at, style_grams, ratio, tv_weight)
@@ -229,6 +296,55 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
     return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
                           description="style transfer")
+
+
+def balanced_ratio(model, content, style, content_at=None, style_at=None):
+    """The α/β at which the photo and the painting score the same loss:
+
+        α/β = L_style(photo) / L_content(painting)
+
+    (β = 1). Gatys et al.'s α/β (1e-3 and its neighbours) holds for their network, input range
+    and size only: the content loss grows with the number of positions, the style loss with
+    the fourth power of the activations. This ratio carries over: at it, neither the photo
+    (all content, no style) nor the painting (all style, no content) is favoured, so a sweep
+    given in its units means the same on every network, size and normalisation.
+    """
+    content = single_image(content, model, "content")
+    style = single_image(style, model, "style")
+    content_at = content_at or content_layer(model)
+    style_at = list(style_at or style_layers(model))
+    if style.shape[-2:] != content.shape[-2:]:
+        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
+                                          align_corners=False, antialias=True)
+    grams = source_grams(model, style, style_at)
+    with torch.no_grad(), model_guard(model, freeze=True):
+        photo = features(model, content, [content_at])[content_at]
+        _, photo_parts = style_transfer_loss(model, content, photo, content_at, grams)
+        _, painting_parts = style_transfer_loss(model, style, photo, content_at, grams)
+    return photo_parts["style"] / painting_parts["content"]
+
+
+def increasing(values):
+    """True if every value is larger than the one before. Claim: "the result moves away from
+    the painting as α/β grows", for its distances to the painting in the sweep's order. No
+    threshold: the order itself is the claim; any inversion fails it."""
+    values = list(values)
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def keeps_layout(image, photo, painting):
+    """True if ``image`` keeps the photo's layout of light and dark better than the painting
+    does (``layout_similarity`` to the photo). The bar is what a picture unrelated to the
+    photo scores here, the painting itself, not a fixed number: two unrelated pictures can
+    share a bright top and a dark bottom."""
+    return layout_similarity(image, photo) > layout_similarity(painting, photo)
+
+
+def palette_closer_to(image, reference, other):
+    """True if ``image``'s colours are closer to ``reference``'s than to ``other``'s
+    (``colour_distance``): e.g. "the stylised photo has the painting's palette, not the
+    photo's". No threshold: the other image is the reference."""
+    return colour_distance(image, reference) < colour_distance(image, other)
 
 
 # --- judging a result by statistics no network computed --------------------------------
