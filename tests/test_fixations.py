@@ -42,8 +42,8 @@ def test_conv_picks_the_best_channel_and_keeps_the_window_centre():
     a[1, 2, 0] = 20.0                               # channel 1: one strong pixel, bottom-left
     W = torch.ones(1, 2, 3, 3)
     # output (0, 1, 1) with pad 1 sees the whole 3×3 input: channel 1 (20) beats 0 (9).
-    # The official rule keeps the point at the window centre (1, 1); "strongest" moves it to
-    # the position where channel 1 contributes most: row 2, col 0.
+    # The centre rule (the plain-network demo) keeps the point at the window centre (1, 1);
+    # "strongest" moves it to the position where channel 1 contributes most: row 2, col 0.
     assert F.conv_rule({(0, 1, 1)}, a, W, stride=(1, 1), pad=(1, 1), groups=1) == {(1, 1, 1)}
     assert F.conv_rule({(0, 1, 1)}, a, W, (1, 1), (1, 1), 1, position="strongest") == {(1, 2, 0)}
     W[0, 1] = -1.0                                  # channel 1 now contributes -20
@@ -305,7 +305,7 @@ def test_counting_keeps_the_paths_that_the_sets_merge():
 
 # ------------------------------------------------------------------ the bundled model
 
-def test_on_a_network_without_max_pooling_the_official_rule_never_moves_a_point(lite):
+def test_on_a_network_without_max_pooling_the_centre_rule_never_moves_a_point(lite):
     """EfficientNet-Lite0 has no pooling but the global one: below the global switch, the
     window-centre rule keeps every point on its 7×7 cell, so the pixels are the centres of
     the receptive fields of the switches' cells; counted paths are conserved at every depth."""

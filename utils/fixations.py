@@ -625,7 +625,7 @@ def cnn_fixations(model, image, target=None, multi_crop=False, position="centre"
     """Fixations on a PIL image, in its pixel coordinates, and the class backtracked.
 
     ``multi_crop=False``: the whole image resized to the input size (as everywhere in this
-    collection). ``multi_crop=True``: the official code's five crops (corners and centre of
+    collection). ``multi_crop=True``: the authors' five crops (corners and centre of
     the image scaled to 256 px): the label is the argmax of the mean probability (or
     ``target``), and every crop that predicts it is backtracked; the union is returned. If
     no crop predicts it, a warning says so and no points come back.
