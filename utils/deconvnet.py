@@ -194,3 +194,27 @@ def top_activations(model, x, layer, channels, k=9):
         order = values.argsort(descending=True)[:k]
         result[c] = [(int(i), divmod(int(where[i]), act.shape[-1]), float(values[i])) for i in order]
     return result
+
+
+# ----------------------------------------------------------------------------- verdicts
+def projection_correlations(projections):
+    """|Pearson correlation| of every pair of projections in a batch (N×3×H×W), leaving out
+    all-zero ones (an activation of 0 projects nothing): a list, one value per pair."""
+    flat = [p.detach().double().flatten().cpu() for p in projections]
+    flat = [p for p in flat if p.abs().max() > 0]
+    return [abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item())
+            for i, a in enumerate(flat) for b in flat[i + 1:]]
+
+
+def same_picture_on_every_image(projections, tolerance=1e-3):
+    """True if the projections of one unit at one position where it is positive, on different
+    images (N×3×H×W), are all the same picture up to scale: |correlation| ≥ 1 − ``tolerance``
+    for every pair.
+
+    It must hold for the deconvnet rule on a network without max-pooling: the way down (ReLU
+    on the signal, transposed filters, BatchNorm's scale) uses nothing of the image, only the
+    activation's value. With switches (AlexNet, VGG) or the forward mask (gradient, guided
+    backprop) the image enters and the pictures differ. ``tolerance`` covers float round-off.
+    """
+    pairs = projection_correlations(projections)
+    return len(pairs) > 0 and min(pairs) >= 1 - tolerance

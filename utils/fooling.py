@@ -58,3 +58,33 @@ def fool(model, x, target, step=0.5 / 255, epsilon=8 / 255, max_steps=100, valid
     linf = ((adv - x).abs() / scale).flatten(1).amax(1)
     info = {"success": (pred == t).cpu(), "steps": steps, "linf": linf.cpu(), "pred": pred.cpu()}
     return adv.detach(), info
+
+
+def random_sign_perturbation(x, linf, valid_range=None, seed=0, model=None):
+    """``x`` with every value moved by ±``linf`` (a fraction of the pixel range, per channel),
+    signs drawn at random, clipped to valid pixels: as large as a fooling change in L∞, and
+    larger in every other norm (every pixel moves by the full amount)."""
+    low, high = valid_range if valid_range is not None else model_valid_range(model, x.device)
+    low, high = low.to(x), high.to(x)
+    gen = torch.Generator().manual_seed(seed)
+    signs = (torch.randint(0, 2, x.shape, generator=gen) * 2 - 1).to(x)
+    return torch.max(torch.min(x + signs * linf * (high - low), high), low)
+
+
+@torch.no_grad()
+def fooled_by_direction(model, x, fooled, target, trials=8, seed=0, valid_range=None):
+    """True if the fooling change works by its direction, not its size (Szegedy et al.;
+    Goodfellow et al.: random noise rarely changes the class): ``fooled`` (1×3×H×W) is
+    classified as ``target``, and each of ``trials`` random ±L∞ perturbations of ``x`` with
+    the same L∞ as ``fooled − x`` keeps ``x``'s own label.
+
+    Chance is the random direction; no threshold beyond "every trial keeps the label".
+    """
+    low, high = valid_range if valid_range is not None else model_valid_range(model, x.device)
+    with model_guard(model):
+        label = int(model(x).argmax(1)[0])
+        if int(model(fooled).argmax(1)[0]) != int(target):
+            return False
+        linf = float(((fooled - x).abs() / (high - low).to(x)).max())
+        return all(int(model(random_sign_perturbation(x, linf, (low, high), seed + k)).argmax(1)[0])
+                   == label for k in range(trials))

@@ -193,3 +193,51 @@ class LiveOccluder:
         p = logits.softmax(1)[0]
         share = (self.passes.macs - before[0]) / max(self.passes.full_macs - before[1], 1)
         return p[self.target].item(), int(p.argmax()), share
+
+
+# ----------------------------------------------------------------------------- verdicts
+def label_change_rates(labels, target, tops, lefts, size, box):
+    """How often the square changed the top-1 label away from ``target``: (share of the
+    positions whose square centre lies in ``box``, share of the other positions).
+
+    ``labels``: the R×C grid ``occlusion(...)["label"][i]``; ``tops``, ``lefts``: its square
+    corners; ``box`` = (x0, y0, x1, y1) in the network input's pixels.
+    """
+    x0, y0, x1, y1 = box
+    on = torch.tensor([x0 <= left + size // 2 < x1 and y0 <= top + size // 2 < y1
+                       for top in tops for left in lefts])
+    changed = torch.as_tensor(labels).flatten() != int(target)
+    if on.all() or not on.any():
+        raise ValueError("label_change_rates needs square positions both on and off the box.")
+    return changed[on].float().mean().item(), changed[~on].float().mean().item()
+
+
+def hiding_object_changes_label(labels, target, tops, lefts, size, box):
+    """Zeiler & Fergus' reading of occlusion map (c): the label changes more often when the
+    square hides the object (its centre in ``box``) than when it hides anything else.
+
+    Chance is equality: a network that ignored the object would change its label as often
+    wherever the square sits. No other threshold.
+    """
+    on_object, elsewhere = label_change_rates(labels, target, tops, lefts, size, box)
+    return on_object > elsewhere
+
+
+def fill_effect(p_fill, p_mean):
+    """Mean |Δp| between two occlusion maps of the same image, squares and class: one whose
+    square is filled with some colour, one with the mean colour (0 after normalisation)."""
+    return (torch.as_tensor(p_fill, dtype=torch.float64)
+            - torch.as_tensor(p_mean, dtype=torch.float64)).abs().mean().item()
+
+
+def colour_matters(p_fill, p_mean, p_nearby):
+    """True if a square's colour, not only what it hides, moves the occlusion map: the map
+    with fill ``p_fill`` differs from the mean-colour map ``p_mean`` (``fill_effect``) by
+    more than the maps ``p_nearby`` of fills an imperceptible step (8/255, the fooling
+    images' budget) from the mean do.
+
+    The nearby fills are the counterfactual: a colour no one can tell from the mean. A fill
+    equal to the mean, or the same fill twice, scores 0 and fails.
+    """
+    floor = max(fill_effect(p, p_mean) for p in p_nearby)
+    return fill_effect(p_fill, p_mean) > floor
