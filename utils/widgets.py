@@ -121,8 +121,8 @@ def figure_jpeg(figure, quality=88):
     a slow CPU, where Jupyter's own display of a figure takes about twice as long.
     """
     canvas = _agg_canvas(figure)
-    canvas.draw()
-    log_figure_problems(figure)              # only when VCNN_FIGURE_LOG names a log
+    log_figure_problems(figure)              # only when VCNN_FIGURE_LOG names a log; before
+    canvas.draw()                            # the render, which its own layout pass would blank
     return _jpeg(canvas, _drawn_box(figure, canvas), quality)
 
 
@@ -144,8 +144,8 @@ class InPlace:
         if self.background is None:              # first: everything that never changes
             for artist in changed:
                 artist.set_animated(True)
+            log_figure_problems(self.figure)     # before the render (it would blank it)
             self.canvas.draw()
-            log_figure_problems(self.figure)
             self.background = self.canvas.copy_from_bbox(self.figure.bbox)
             self.box = _drawn_box(self.figure, self.canvas)
         else:
