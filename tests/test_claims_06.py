@@ -209,3 +209,35 @@ def test_the_same_map_for_both_classes_is_more_alike_than_grad_cams_pair():
     left[:, :10], right[:, 10:] = rng.random((10, 10)) + 1, rng.random((10, 10)) + 1
     assert more_alike([flat, flat * 0.5], [left, right])  # one map for both classes
     assert not more_alike([left, right], [flat, flat])    # a pair that does move with the class
+
+
+# ------------------------------------------------------------------ train mode
+
+class DropoutNet(torch.nn.Module):
+    """conv -> ReLU -> dropout -> global max pool -> linear: dropout in train mode moves the
+    strongest channel's maximum, so a walk on a train-mode forward pass would differ."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.drop = torch.nn.Dropout(0.5)
+        self.pool = torch.nn.AdaptiveMaxPool2d(1)
+        self.fc = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.drop(torch.relu(self.conv(x)))), 1))
+
+
+def test_fixations_in_train_mode_equal_those_in_eval_mode():
+    net, x = DropoutNet().eval(), torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    in_eval = F.backtrack(net, x, 0)
+    net.train()
+    assert F.backtrack(net, x, 0) == in_eval and net.training
+    # the counterfactual: the same walk on forward passes recorded in train mode differs
+    graph = F.trace(net)
+    walks = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        walks.append(F.backtrack(net, x, 0, recorded=(graph, F.record(graph, x))))
+    assert any(walk != in_eval for walk in walks)
