@@ -107,7 +107,12 @@ def pick_device(prefer=None):
         if prefer == "mps" and not _mps_available():
             raise RuntimeError(f"device='mps' was asked for but this machine has no Apple "
                                f"GPU. {instead}")
-        return torch.device(prefer)
+        device = torch.device(prefer)
+        count = torch.cuda.device_count() if device.type == "cuda" else 0
+        if device.type == "cuda" and device.index is not None and device.index >= count:
+            raise RuntimeError(f"device={prefer!r} was asked for but this machine has {count} "
+                               f"CUDA GPU(s), numbered from 0. {instead}")
+        return device
     if available == "cpu":
         share_cpu(wait=0.25)
     return torch.device(available)

@@ -159,7 +159,7 @@ def conv_rule(points, a, weight, stride, pad, groups, position="centre"):
         best = int(contribution.sum(dim=(1, 2)).argmax())
         dy, dx = centre
         if position == "strongest" and kh * kw > 1:
-            real = _on_map(top, left, kh, kw, H, W)
+            real = _on_map(top, left, kh, kw, H, W, a.device)
             dy, dx = strongest_position(contribution[best], real, centre)
         kept.add((first + best, min(max(top + dy, 0), H - 1), min(max(left + dx, 0), W - 1)))
     return kept
@@ -181,12 +181,12 @@ def strongest_position(contribution, real, centre):
     return int(ys[nearest]), int(xs[nearest])
 
 
-def _on_map(top, left, kh, kw, H, W):
-    """kh×kw mask, True where the window starting at (top, left) lies on the H×W map; None
-    if it lies on the map entirely."""
+def _on_map(top, left, kh, kw, H, W, device=None):
+    """kh×kw mask (on ``device``, the activations' own), True where the window starting at
+    (top, left) lies on the H×W map; None if it lies on the map entirely."""
     if top >= 0 and left >= 0 and top + kh <= H and left + kw <= W:
         return None
-    rows, cols = torch.arange(top, top + kh), torch.arange(left, left + kw)
+    rows, cols = torch.arange(top, top + kh, device=device), torch.arange(left, left + kw, device=device)
     return ((rows >= 0) & (rows < H))[:, None] & ((cols >= 0) & (cols < W))[None, :]
 
 

@@ -187,7 +187,8 @@ def image_batch(x, model=None):
     """Check a network input: a float N×3×H×W tensor (``model.spec.preprocess`` makes one).
 
     A float batch of another precision (float64, bfloat16) is converted to the dtype of
-    ``model``'s weights (float32 without a model); anything else raises an ``ImageError``
+    ``model``'s weights (float32 without a model), and a batch on another device is moved
+    to theirs (a CPU batch for a model on the GPU); anything else raises an ``ImageError``
     that says what to pass instead. (A hand-built network whose first convolution takes
     another number of channels gets batches of that many.)
     """
@@ -206,7 +207,8 @@ def image_batch(x, model=None):
                          "Use x = model.spec.preprocess(image) to make one.")
     weight = next(model.parameters(), None) if model is not None else None
     dtype = weight.dtype if weight is not None else torch.float32
-    return x if x.dtype == dtype else x.to(dtype)
+    device = weight.device if weight is not None else x.device
+    return x if (x.dtype, x.device) == (dtype, device) else x.to(device=device, dtype=dtype)
 
 
 def one_image(x, model=None):
