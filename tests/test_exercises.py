@@ -29,6 +29,13 @@ def test_strongest_channel(lite, capsys):
     verdicts(capsys, lambda a: X.check_strongest_channel(acts, last, a), best, best + 1)
 
 
+def test_receptive_field_checks(capsys):
+    verdicts(capsys, X.check_vgg_conv4_3, 92, 196)          # 92 px; 196 would be conv5_3
+    from utils.receptive_field import Axis, ReceptiveField
+    field = ReceptiveField("head", Axis(851, 32, 31), Axis(851, 32, 31), (7, 7), 224)
+    verdicts(capsys, lambda a: X.check_jump(field, a), 32, 16)
+
+
 def test_alpha_and_box(capsys):
     grads = torch.randn(4, 3, 3)
     verdicts(capsys, lambda a: X.check_alpha(a, grads), grads.mean(dim=(1, 2)), grads.sum(dim=(1, 2)))
@@ -64,8 +71,8 @@ def stub(*args):
 
 
 CORE = {
-    "rescale_filter": (X.check_rescale_filter, features.rescale_filter,
-                       lambda w: w / w.abs().max()),
+    "filter_response": (X.check_filter_response, features.filter_response,
+                        lambda x, w, stride: features.filter_response(x, w.flip(-1, -2), stride)),
     "box_iou": (X.check_box_iou, localize.box_iou,
                 lambda a, b: localize.box_iou(a, b) * 2 if localize.box_iou(a, b) else 0.0),
     "occluded_copies": (X.check_occluded_copies, occlusion.occluded_copies,

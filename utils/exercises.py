@@ -95,6 +95,26 @@ def check_strongest_channel(activations, layer, answer):
                    answered=answer is not None)
 
 
+# --- 02 receptive fields -----------------------------------------------------------------
+def check_vgg_conv4_3(answer):
+    """The receptive field size of VGG-16's conv4_3 (``features.21``), worked out by hand."""
+    import torchvision
+
+    from .receptive_field import receptive_field
+    vgg = torchvision.models.get_model("vgg16", weights=None)
+    right = receptive_field(vgg, "features.21", input_size=224).size
+    return verdict(answer == right, f"Right: {right} px.",
+                   f"Not quite: {answer} is not it. Hint: a 3×3 conv adds 2 × jump, a 2×2 pool "
+                   "adds 1 × jump and doubles the jump.", answered=answer is not None)
+
+
+def check_jump(field, answer):
+    """The jump (total stride) of a layer whose ``ReceptiveField`` is ``field``."""
+    return verdict(answer == field.jump, f"Right: {field.jump:g} px between neighbouring units.",
+                   f"Not quite: {answer} is not it. Hint: multiply all the strides up to "
+                   f"{field.layer}.", answered=answer is not None)
+
+
 # --- 05 CAM and Grad-CAM -----------------------------------------------------------------
 def check_alpha(alpha, gradients):
     """α_k = mean of channel k's gradient over all positions."""

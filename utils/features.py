@@ -6,10 +6,9 @@ closest in Euclidean distance to a query's, although their pixels are far apart.
 """
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from .hooks import capture_activations, model_guard, resolve_layer
-from .images import ImageError, image_batch
+from .images import DATA_DIR, ImageError, image_batch, load_image
 
 
 def first_layer_filters(model):
@@ -20,6 +19,20 @@ def first_layer_filters(model):
 def rescale_filter(w):
     """One filter (C×k×k) rescaled to [0, 1]: (w − min) / (max − min), for display."""
     return (w - w.min()) / (w.max() - w.min() + 1e-12)
+
+
+def filter_response(x, w, stride=1):
+    """One filter's response map: the dot product ⟨w, patch⟩ at every position.
+
+    ``x``: one image C×H×W (already padded), ``w``: one filter C×k×k. Output position (i, j)
+    looks at the patch ``x[:, i·stride : i·stride + k, j·stride : j·stride + k]``:
+
+        response[i, j] = Σ_c Σ_u Σ_v w[c, u, v] · x[c, i·stride + u, j·stride + v]
+
+    (a cross-correlation: the filter is not flipped). A conv layer's map for channel c is
+    this, plus the channel's bias, before the layer's normalisation and activation.
+    """
+    return torch.nn.functional.conv2d(x[None], w[None], stride=stride)[0, 0]
 
 
 def filter_tiles(weights, upscale=1):
@@ -66,23 +79,142 @@ def most_varying_channels(activation, k=6):
     return activation[0].flatten(1).std(dim=1).topk(k).indices.tolist()
 
 
+def channel_agreement(act_a, act_b, shuffles=1000, seed=0, quantile=0.95):
+    """Do two photos light up the same channels of a layer? (ρ, chance threshold)
+
+    ρ: Spearman rank correlation, over the layer's channels, of each channel's contrast
+    (spatial std of its map) on photo a and on photo b (first image of each batch). Chance:
+    the ``quantile`` of ρ when b's channels are shuffled (channel identities ignored), so
+    ρ above it means the same channels tend to be the contrasted ones on both photos.
+    """
+    from scipy.stats import spearmanr
+    a = act_a[0].flatten(1).float().std(dim=1).cpu().numpy()
+    b = act_b[0].flatten(1).float().std(dim=1).cpu().numpy()
+    rho = float(spearmanr(a, b).statistic)
+    rng = np.random.default_rng(seed)
+    null = [spearmanr(a, rng.permutation(b)).statistic for _ in range(shuffles)]
+    return rho, float(np.quantile(null, quantile))
+
+
+def same_channels_respond(act_a, act_b):
+    """True if two photos contrast the same channels more than shuffled channels would
+    (``channel_agreement``'s ρ above its 95th percentile of shuffles)."""
+    rho, chance = channel_agreement(act_a, act_b)
+    return rho > chance
+
+
+def rises_at_every_stage(values):
+    """True if each value is larger than the one before (e.g. selectivity, stage by stage)."""
+    return all(later > earlier for earlier, later in zip(values, values[1:]))
+
+
+def photos_per_channel(activation, fraction=0.5):
+    """Median, over the channels that respond, of the number of photos on which a channel's
+    mean activation reaches ``fraction`` of its largest (a generic channel: all of them;
+    a specific one: one or two)."""
+    r = activation.flatten(2).mean(dim=2).clamp_min(0)          # n × C
+    peak = r.max(dim=0).values
+    responding = peak > 0
+    counts = (r[:, responding] >= fraction * peak[responding]).sum(dim=0)
+    return float(counts.float().median())
+
+
 def sparsity(activation, threshold=0.0):
     """Fraction of activations that are ≤ threshold (off), over every image of the batch."""
     return float((activation <= threshold).float().mean())
 
 
-def variants(image):
-    """The same photo changed in ways that keep its content: flips, crops, zoom, gray, rotate."""
-    w, h = image.size
-    return {
-        "original": image,
-        "mirrored": ImageOps.mirror(image),
-        "cropped left": image.crop((0, 0, int(w * 0.7), int(h * 0.85))),
-        "cropped right": image.crop((int(w * 0.3), int(h * 0.15), w, h)),
-        "zoomed": image.crop((w // 6, h // 6, w - w // 6, h - h // 6)),
-        "grayscale": ImageOps.grayscale(image).convert("RGB"),
-        "rotated": image.rotate(12, resample=Image.BICUBIC, expand=False, fillcolor=(128, 128, 128)),
-    }
+# Every photo bundled with the collection (data/images and data/decoder_training) and what it
+# shows: the "class" that nearest neighbours should share. Photos alone in their subject
+# stay in the gallery as distractors but are not queries (no neighbour could share it).
+GALLERY_SUBJECTS = {
+    "cat": "animal", "squirrel": "animal", "baboon": "animal", "butterfly": "animal",
+    "chicky": "animal",
+    "astronaut": "person", "grace_hopper": "person",
+    "fruits": "fruit", "apple": "fruit", "orange": "fruit",
+    "palace": "building", "building": "building", "home": "building", "leuven": "building",
+    "aero1": "building", "aero3": "building",
+    "brick": "texture", "grass": "texture", "gravel": "texture",
+    "flower": "plant", "aloe": "plant",
+    "coffee": "coffee", "ping_pong": "table objects", "rocket": "rocket", "blox": "toy blocks",
+    "board": "circuit board", "graffiti": "graffiti", "notebook": "notebook",
+    "rubberwhale": "toys", "smarties": "sweets",
+}
+
+
+def gallery_photos():
+    """Every bundled photo, [(name, PIL image)]: data/images, then data/decoder_training."""
+    paths = sorted((DATA_DIR / "images").glob("*.jpg")) + sorted(
+        (DATA_DIR / "decoder_training").glob("*.jpg"))
+    return [(path.stem, load_image(path)) for path in paths]
+
+
+def nearest_lists(vectors, k=5):
+    """Each row's k nearest *other* rows (Euclidean), an n×k array of indices."""
+    vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    distances = torch.cdist(vectors, vectors)
+    distances.fill_diagonal_(float("inf"))
+    return distances.argsort(dim=1)[:, :k].numpy()
+
+
+def label_share(neighbours, labels):
+    """Share of neighbours that carry their query's label (``neighbours``: one list of
+    indices per item). Only items whose label has a second item are queries."""
+    labels = np.asarray(labels)
+    counts = {label: int((labels == label).sum()) for label in set(labels.tolist())}
+    same = [labels[j] == labels[q] for q, found in enumerate(neighbours)
+            if counts[labels[q]] > 1 for j in found]
+    return float(np.mean(same))
+
+
+def chance_label_share(neighbours, labels, shuffles=500, seed=0, quantile=0.95):
+    """``label_share`` with the labels shuffled among the items: its ``quantile`` over
+    ``shuffles`` shuffles (what neighbours reach by chance)."""
+    rng = np.random.default_rng(seed)
+    return float(np.quantile([label_share(neighbours, rng.permutation(labels))
+                              for _ in range(shuffles)], quantile))
+
+
+def labels_gather(neighbours, labels):
+    """True if neighbours carry their query's label more often than chance
+    (``label_share`` above the 95th percentile of shuffled labels, ``chance_label_share``)."""
+    return label_share(neighbours, labels) > chance_label_share(neighbours, labels)
+
+
+def beats_by_more_than_chance(neighbours_a, neighbours_b, labels, shuffles=500, seed=0):
+    """True if the neighbours of space a carry the query's label more often than those of
+    space b, by more than chance: the gap of the two ``label_share`` must exceed the 95th
+    percentile of the gap when the labels are shuffled among the items."""
+    def gap(shuffled):
+        return label_share(neighbours_a, shuffled) - label_share(neighbours_b, shuffled)
+    rng = np.random.default_rng(seed)
+    null = [gap(rng.permutation(labels)) for _ in range(shuffles)]
+    return gap(np.asarray(labels)) > float(np.quantile(null, 0.95))
+
+
+def same_subject_share(vectors, subjects, k=5):
+    """How often a photo's k nearest neighbours show its subject (leave-one-out): the share
+    of all neighbours of the photos whose subject has a second photo."""
+    return label_share(nearest_lists(vectors, k), subjects)
+
+
+def chance_share(vectors, subjects, k=5, shuffles=500, seed=0, quantile=0.95):
+    """``same_subject_share`` reached by chance: its ``quantile`` when the subjects are
+    shuffled among the photos."""
+    return chance_label_share(nearest_lists(vectors, k), subjects, shuffles, seed, quantile)
+
+
+def neighbours_share_subject(vectors, subjects, k=5):
+    """True if neighbours in this space show the query's subject more often than chance
+    (``same_subject_share`` above the 95th percentile of shuffled subjects)."""
+    return labels_gather(nearest_lists(vectors, k), subjects)
+
+
+def closer_in_meaning(feature_vectors, pixel_vectors, subjects, k=5):
+    """True if feature-space neighbours share the query's subject more often than pixel-space
+    neighbours, by more than chance (``beats_by_more_than_chance``)."""
+    return beats_by_more_than_chance(nearest_lists(feature_vectors, k),
+                                     nearest_lists(pixel_vectors, k), subjects)
 
 
 @torch.no_grad()
@@ -208,7 +340,7 @@ def update_channel(fig, activation, channel, layer_name=""):
     values = activation[0, channel].float().cpu().numpy()
     relative = normalize_map(values)
     map_ax, overlay_ax = fig.axes[1], fig.axes[2]
-    map_ax.set_title(f"{layer_name}: channel {channel} of 0..{channels - 1}")
+    map_ax.set_title(f"{layer_name}\nchannel {channel} of 0..{channels - 1}")
     overlay_ax.set_title(f"constant {values.max():.2f}: silent here" if values.max() == values.min()
                          else f"overlay (max {values.max():.2f})")
     heat = overlay_ax.images[-1]
@@ -217,20 +349,33 @@ def update_channel(fig, activation, channel, layer_name=""):
             + [overlay_ax.title])
 
 
-def plot_neighbours(query, gallery, labels, pixel_hits, feature_hits):
-    """Query, then its nearest gallery images in pixel space (top) and feature space (bottom)."""
+def plot_neighbours(query, gallery, subjects, pixel_hits, feature_hits):
+    """The query photo, then its nearest gallery photos in pixel space (top row) and in the
+    last hidden layer (bottom row); each title gives the photo, its subject and the distance,
+    in green where the subject is the query's.
+
+    ``query``: (name, image); ``gallery``: [(name, image)]; ``subjects``: {name: subject};
+    ``*_hits``: (indices into ``gallery``, distances) from ``nearest_neighbours``.
+    """
     import matplotlib.pyplot as plt
     k = len(pixel_hits[0])
-    fig, axes = plt.subplots(2, k + 1, figsize=(2.4 * (k + 1), 5.6), squeeze=False)
-    for row, (name, (indices, distances)) in enumerate(
-            [("pixels", pixel_hits), ("features", feature_hits)]):
-        axes[row, 0].imshow(query.resize((128, 128)))
-        axes[row, 0].set_title(f"query\n({name})", fontsize=10)
+    fig, axes = plt.subplots(2, k + 1, figsize=(2.3 * (k + 1), 5.9), squeeze=False)
+    name, image = query
+    for row, (space, (indices, distances)) in enumerate(
+            [("pixels", pixel_hits), ("last hidden layer", feature_hits)]):
+        axes[row, 0].imshow(image.resize((128, 128)))
+        axes[row, 0].set_title(f"query: {name}\n{subjects[name]}", fontsize=11)
+        axes[row, 0].set_ylabel(space, fontsize=12, fontweight="bold")
         for col, (i, d) in enumerate(zip(indices, distances), start=1):
-            axes[row, col].imshow(gallery[i].resize((128, 128)))
-            axes[row, col].set_title(f"{labels[i]}\nd = {d:.1f}", fontsize=9)
+            other, picture = gallery[i]
+            same = subjects[other] == subjects[name]
+            axes[row, col].imshow(picture.resize((128, 128)))
+            axes[row, col].set_title(f"{other}\n{subjects[other]}, d = {d:.3g}", fontsize=10,
+                                     color="#1b7a1b" if same else "black")
     for ax in axes.flat:
-        ax.axis("off")
-    fig.suptitle("Nearest neighbours: raw pixels (top) vs last hidden layer (bottom)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Nearest neighbours of the query: raw pixels (top) vs last hidden layer "
+                 "(bottom); green = same subject")
     fig.tight_layout()
     return fig

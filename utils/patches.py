@@ -213,7 +213,7 @@ class FeatureBank:
         data = self.codes if space == "feature" else self.thumbs.reshape(len(self.thumbs), -1)
         data = np.asarray(data, dtype=np.float32)
         dist = np.linalg.norm(data - data[query], axis=1)
-        order = nms(self.regions.boxes, -dist, exclude_iou, groups=self.regions.image_of)
+        order = nms(self.regions.boxes, -dist, exclude_iou, groups=self.regions.image_of, k=k + 1)
         return [(i, float(dist[i])) for i in order if i != query][:k]
 
 
@@ -295,6 +295,49 @@ def selective_channels(bank, layer, n=4, k=16, y=None, x=None):
     top = np.sort(scores, axis=0)[-k:].mean(axis=0)
     z = (top - scores.mean(axis=0)) / (scores.std(axis=0) + 1e-6)
     return [int(c) for c in np.argsort(-z)[:n]]
+
+
+# --------------------------------------------------------------------------- claims
+
+def near_duplicate_pairs(bank, hits, iou=0.3):
+    """Pairs of ``hits`` from the same photo whose patches overlap by IoU > ``iou``."""
+    owner = bank.regions.image_of
+    return sum(owner[a.region] == owner[b.region] and box_iou(a.box, [b.box])[0] > iou
+               for i, a in enumerate(hits) for b in hits[i + 1:])
+
+
+def chance_duplicate_pairs(bank, layer, channel, k=8, iou=0.3, draws=200, seed=0):
+    """``near_duplicate_pairs`` among k regions drawn at random (their patches for this
+    channel): the 95th percentile over ``draws`` draws."""
+    boxes = bank.patch_boxes(layer, channel)
+    rng = np.random.default_rng(seed)
+    counts = [near_duplicate_pairs(bank, [Hit(int(r), 0.0, tuple(boxes[r])) for r in
+                                          rng.choice(len(boxes), k, replace=False)], iou)
+              for _ in range(draws)]
+    return float(np.quantile(counts, 0.95))
+
+
+def duplicates_without_nms(bank, layer, channel, k=8, iou=0.3):
+    """True if a channel's top k *without* NMS hold more near-duplicate pairs than k random
+    regions would (``chance_duplicate_pairs``): the top of the list repeats itself."""
+    hits = bank.top_regions(layer, channel, k=k, iou=1.0)
+    return near_duplicate_pairs(bank, hits, iou) > chance_duplicate_pairs(bank, layer, channel,
+                                                                          k, iou)
+
+
+def overlap_beyond_chance(list_a, list_b, n, alpha=0.01):
+    """True if two lists drawn from ``n`` items share more items than two random lists of
+    their lengths would, with probability below ``alpha`` (hypergeometric tail). Two random
+    lists share len(a)·len(b)/n items on average."""
+    from scipy.stats import hypergeom
+    shared = len(set(list_a) & set(list_b))
+    return bool(shared > 0 and hypergeom.sf(shared - 1, n, len(list_a), len(list_b)) < alpha)
+
+
+def neighbour_lists(bank, space="feature", k=5):
+    """For every region, its k nearest regions (``FeatureBank.neighbours``: overlapping
+    regions skipped), as lists of indices."""
+    return [[r for r, _ in bank.neighbours(q, k, space)] for q in range(len(bank.regions))]
 
 
 # --------------------------------------------------------------------------- figures

@@ -250,6 +250,49 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
 
 
 
+def inside_field(footprint, box):
+    """True if a gradient footprint (H×W) is zero everywhere outside ``box`` (x0, y0, x1, y1):
+    the unit depends on no pixel beyond its theoretical receptive field."""
+    footprint = np.asarray(footprint, dtype=np.float64)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    outside = footprint.copy()
+    outside[y0:y1, x0:x1] = 0
+    return bool(outside.sum() == 0 and footprint.sum() > 0)
+
+
+def centre_share(footprint, box):
+    """How much of a gradient footprint (H×W) lies in the centre of its field ``box``.
+
+    Returns (share of Σ|footprint| inside the box that falls in the central box of half its
+    width and height, that central box's share of the box's area). A flat footprint (every
+    pixel of the field counts alike) scores the area share, 0.25: that is chance.
+    """
+    footprint = np.abs(np.asarray(footprint, dtype=np.float64))
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    field = footprint[y0:y1, x0:x1]
+    h, w = field.shape
+    top, left = int(round(h / 4)), int(round(w / 4))
+    centre = field[top:top + int(round(h / 2)), left:left + int(round(w / 2))]
+    return float(centre.sum() / max(field.sum(), 1e-30)), centre.size / field.size
+
+
+def concentrated_near_centre(footprint, box):
+    """True if the central quarter of the field holds more of the footprint than a flat
+    footprint would (``centre_share`` above its area share): the effective receptive field
+    is smaller than the theoretical one (Luo et al. 2016)."""
+    share, area = centre_share(footprint, box)
+    return share > area
+
+
+def smallest_coverage(field):
+    """The smallest share of the input that any unit of the layer sees (its field clipped
+    to the image): a corner unit sees the least."""
+    h, w = field.shape
+    areas = [(x1 - x0) * (y1 - y0) for y in range(h) for x in range(w)
+             for x0, y0, x1, y1 in [field.box(y, x)]]
+    return min(areas) / field.input_size ** 2
+
+
 def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd600", "#ff4081")):
     """``image`` (shown at the network's input size) with the receptive field of each unit
     (y, x) in ``units`` as a box, its centre as a dot, and the grid of all unit centres."""
