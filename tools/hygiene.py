@@ -2,11 +2,14 @@
 ``execute_notebooks.py`` applies and ``tests/test_notebook_outputs.py`` enforces.
 
 * progress bars are for the live run: none stays in a saved output;
-* a widget shows a still figure where it cannot run (GitHub, nbviewer), never only its text;
+* a widget shows a still figure where it cannot run (GitHub, nbviewer), never only its text,
+  and the still shows something (not a blank page);
 * an exercise not yet answered prints nothing that reads as a failure (a pitfall's
   deliberate "wrong:" next to "right:" is a lesson, not a failure), nor a bare ``False``;
 * test markers are cell tags (``nbval-check-output``...), never comments in the source.
 """
+import base64
+import io
 import re
 
 PROGRESS_BAR = re.compile(r"\d+%\|")
@@ -33,6 +36,17 @@ def clean(notebook):
     return notebook
 
 
+def is_blank(output):
+    """True for an output whose image has a single colour everywhere (a still drawn empty)."""
+    from PIL import Image
+    for mime in ("image/jpeg", "image/png"):
+        if mime in output.get("data", {}):
+            image = Image.open(io.BytesIO(base64.b64decode(output["data"][mime]))).convert("L")
+            low, high = image.getextrema()
+            return high - low < 8                      # JPEG noise stays within a few levels
+    return False
+
+
 def problems(notebook):
     """What a reader would trip on, one line each (empty when the notebook is clean)."""
     found = []
@@ -48,6 +62,8 @@ def problems(notebook):
         widgets = [o for o in outputs if WIDGET in o.get("data", {}) and not is_progress_bar(o)]
         if any(not any(k.startswith("image/") for k in o["data"]) for o in widgets):
             found.append(f"cell {i}: a widget with no still figure (shown as text on GitHub)")
+        if any(is_blank(o) for o in widgets):
+            found.append(f"cell {i}: a widget whose still figure is blank")
         for o in outputs:
             bare_false = o.get("output_type") == "execute_result" and output_text(o).strip() == "False"
             if o.get("output_type") == "error" or FAILURE.search(output_text(o)) or bare_false:
