@@ -143,3 +143,14 @@ def test_labels_gather_on_neighbour_lists():
     assert not features.labels_gather(scattered, photo)
     assert features.beats_by_more_than_chance(own, scattered, photo)
     assert not features.beats_by_more_than_chance(scattered, own, photo)
+
+
+def test_position_slider_only_where_units_can_be_scored():
+    import ipywidgets as W
+    bank = type("Bank", (), {"maps": {"last": None},
+                             "channels": lambda self, layer: {"early": 8, "last": 4}[layer]})()
+    channel, position = W.IntSlider(min=0, max=3), W.IntSlider(min=-1, max=48, value=5)
+    P.follow_layer(bank, "last", channel, position)
+    assert not position.disabled and position.value == 5 and channel.max == 3
+    P.follow_layer(bank, "early", channel, position)
+    assert position.disabled and position.value == -1 and channel.max == 7

@@ -395,6 +395,16 @@ def _label_font():
     return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 14)
 
 
+def follow_layer(bank, layer, channel_box, position_box):
+    """Fit the explorer's controls to ``layer``: the channel slider to its channels; the
+    position slider enabled only where the bank kept full maps (a unit (c, y, x) needs
+    them), greyed out and set to -1 (the whole channel) on the other layers."""
+    channel_box.max = bank.channels(layer) - 1
+    position_box.disabled = layer not in bank.maps
+    if position_box.disabled:
+        position_box.value = -1
+
+
 def show_neighbours(bank, query, k=5, size=1.8):
     """Query region, then its nearest regions in feature space (top row) and pixel space."""
     import matplotlib.pyplot as plt
