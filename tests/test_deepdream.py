@@ -104,14 +104,13 @@ def test_step_seconds_leaves_the_model_as_found(lite):
     assert all(p.grad is None for p in lite.parameters())
 
 
-def test_coarse_share_sorts_patterns_by_wavelength():
+def test_typical_wavelength_follows_the_period_not_the_amplitude():
     x = torch.arange(64.0).expand(64, 64)                 # column index, on every row
 
     def wave(period):
         return torch.sin(2 * torch.pi * x / period).expand(1, 3, 64, 64)
-    assert torch.allclose(dd.coarse_share(wave(32)), torch.ones(1), atol=1e-5)      # large: all coarse
-    assert torch.allclose(dd.coarse_share(wave(4)), torch.zeros(1), atol=1e-5)      # fine: none
-    both = wave(32) + wave(4)                                                     # equal power
-    assert torch.allclose(dd.coarse_share(both), torch.tensor([0.5]), atol=1e-4)
-    assert torch.allclose(dd.coarse_share(both, wavelength=2), torch.ones(1), atol=1e-5)
-    assert torch.allclose(dd.coarse_share(both + 0.3), dd.coarse_share(both))        # a constant is not a pattern
+    fine, mid, coarse = (float(dd.typical_wavelength(wave(p))) for p in (4, 8, 32))
+    assert abs(fine - 4) < 0.5 and abs(mid - 8) < 1 and fine < mid < coarse
+    assert torch.allclose(dd.typical_wavelength(3 * wave(8) + 0.3), dd.typical_wavelength(wave(8)))
+    noise = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert 2.3 < float(dd.typical_wavelength(noise)) < 2.9                      # white noise: about 2.6 px

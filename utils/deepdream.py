@@ -6,7 +6,7 @@ unit that fires is asked to fire more. The recipe of the original ``dream.ipynb`
 
 * **step**   x ← x + η · g / mean(|g|),  g = ∇ₓ ½‖a_L‖²,  η = 1.5 in 0–255 pixel units;
 * **jitter** roll the image by a random (dy, dx) ∈ [−32, 32]² before the step, roll back after
-  (the dream does not lock onto the pixel grid);
+  (one of "a few simple tricks that we found useful", the original says, without a reason);
 * **clip**   keep the pixels valid (0–255 there, [0, 1] here);
 * **octaves** dream first on a small copy (4 octaves, each 1.4× smaller than the next),
   then carry the *detail* it added (x − base) up to the next size and keep dreaming.
@@ -172,23 +172,27 @@ def deepdream(model, x, layer="dream", steps=STEPS_PER_OCTAVE, octaves=OCTAVES,
     return (out, per_octave) if return_octaves else out
 
 
-def coarse_share(detail, wavelength=8):
-    """How much of an image change is *large* patterns: the fraction of the power of ``detail``
-    (N×3×H×W, e.g. dream − photo, in RGB; its gray level, mean removed) at wavelengths of at
-    least ``wavelength`` pixels, one value per image:
+def typical_wavelength(detail):
+    """How fine an image change is: its power-weighted mean spatial frequency, inverted, in
+    pixels, one value per image of ``detail`` (N×3×H×W, e.g. dream − photo, in RGB; its gray
+    level, mean removed, under a Hann window so that the image's border adds no false edges):
 
-        share = Σ_{0 < |f| ≤ 1/wavelength} |D(f)|²  /  Σ_{|f| > 0} |D(f)|²,   D = 2-D Fourier transform
+        λ̄ = Σ_f |D(f)|² / Σ_f |f|·|D(f)|²,   D = 2-D Fourier transform,  |f| in cycles per pixel
 
-    Without octaves a dream's patterns stay as small as the layer's receptive field: a small share.
+    Thin, sharp strokes give a short λ̄ (white noise: about 2.6 px); soft, blurred ones a long
+    one. It measures the detail's frequency content, *not* the size of a motif: a maze of thin
+    lines with wide cells has a short λ̄, and so does a large motif drawn with fine strokes.
+    A change of amplitude leaves it as it is.
     """
     gray = detail.mean(dim=1)
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
-    power = torch.fft.fft2(gray).abs().pow(2)
-    fy = torch.fft.fftfreq(gray.shape[-2], device=gray.device)
-    fx = torch.fft.fftfreq(gray.shape[-1], device=gray.device)
+    h, w = gray.shape[-2:]
+    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    power = torch.fft.fft2(gray * window.to(gray)).abs().pow(2)
+    fy = torch.fft.fftfreq(h, device=gray.device)
+    fx = torch.fft.fftfreq(w, device=gray.device)
     radius = torch.hypot(fy[:, None], fx[None, :])
-    coarse = (radius > 0) & (radius <= 1 / wavelength)
-    return (power * coarse).sum(dim=(-2, -1)) / (power * (radius > 0)).sum(dim=(-2, -1)).clamp_min(1e-12)
+    return power.sum(dim=(-2, -1)) / (power * radius).sum(dim=(-2, -1)).clamp_min(1e-12)
 
 
 def step_seconds(model, layer="dream", size=224):
@@ -218,26 +222,18 @@ def activation_norm(model, x, layer):
 
 
 # --- the claims the notebook checks: each compares two dreams, none uses a tuned number -------
-def larger_patterns(detail, other):
-    """Claim: what ``detail`` added (dream − photo, RGB) lies more in large patterns than what
-    ``other`` added: ``coarse_share`` above the other's, image by image. The baseline is the
-    other dream itself (without octaves, or at a lower layer). One bool per image."""
-    return coarse_share(detail) > coarse_share(other)
+def softer_detail(detail, other):
+    """Claim: what ``detail`` added (dream − photo, RGB) is softer, lower in spatial frequency,
+    than what ``other`` added: its ``typical_wavelength`` is longer, image by image. The baseline
+    is the other dream itself (e.g. the same layer without octaves); nothing is tuned: a finer
+    change, or the same change only stronger, fails. It says nothing about motif size. One bool
+    per image."""
+    return typical_wavelength(detail) > typical_wavelength(other)
 
 
 def mean_change(detail):
     """How much a dream changed the photo: the mean |dream − photo| per image, in [0, 1] units."""
     return detail.abs().flatten(1).mean(1)
-
-
-def differs_in_size_not_amount(detail, other):
-    """Claim: two dreams differ in the *size* of what they painted more than in the *amount*:
-    the ratio of their coarse shares (larger over smaller) exceeds the ratio of their mean
-    changes (larger over smaller). Two dreams that only differ by a factor in strength fail;
-    so do two with the same pattern sizes. One bool per image."""
-    def ratio(a, b):
-        return torch.maximum(a, b) / torch.minimum(a, b).clamp_min(1e-12)
-    return ratio(coarse_share(detail), coarse_share(other)) > ratio(mean_change(detail), mean_change(other))
 
 
 def guide_likeness(model, x, guide, layer):
@@ -252,7 +248,10 @@ def guide_likeness(model, x, guide, layer):
     return torch.einsum("ncp,cm->npm", a, y).amax(dim=2).mean(dim=1)
 
 
-def closer_to_guide(model, guided, free, guide, layer):
-    """Claim: the guided dream's code at ``layer`` looks more like the guide's than the free
-    dream's does (``guide_likeness``); the baseline is the free dream of the same photo."""
-    return guide_likeness(model, guided, guide, layer) > guide_likeness(model, free, guide, layer)
+def closer_to_guide(model, guided, baseline, guide, layer):
+    """Claim: the guided dream's code at ``layer`` looks more like the guide's than the
+    ``baseline``'s does (``guide_likeness``); the baseline is the photo it started from (did the
+    dream move towards the guide?) or the free dream of that photo (is it the guide that moved
+    it?). It can fail: the guided objective raises dot products, which a larger norm alone
+    can do, while the likeness is a cosine. It says nothing about what a viewer sees."""
+    return guide_likeness(model, guided, guide, layer) > guide_likeness(model, baseline, guide, layer)

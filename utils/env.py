@@ -177,7 +177,8 @@ def describe(model_name, device):
     where = "Colab" if in_colab() else ("CI" if in_ci() else "local")
     mode = "fast" if fast_mode() else "default"
     net = "offline" if offline() else "online"
-    threads = f" ({torch.get_num_threads()} threads)" if str(device) == "cpu" else ""
+    n = torch.get_num_threads()
+    threads = f" ({n} thread{'' if n == 1 else 's'})" if str(device) == "cpu" else ""
     return f"model: {model_name} | device: {device}{threads} | mode: {mode} | {net} | {where}"
 
 

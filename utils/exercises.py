@@ -65,8 +65,8 @@ def same_numbers(answer, expected, tolerance=1e-5):
     relative ``tolerance``; False for None or the wrong number of values."""
     if answer is None:
         return False
-    expected = torch.as_tensor(expected, dtype=torch.float32).cpu()
-    answer = torch.as_tensor(answer, dtype=torch.float32).cpu()
+    expected = torch.as_tensor(expected, dtype=torch.float32).detach().cpu()
+    answer = torch.as_tensor(answer, dtype=torch.float32).detach().cpu()
     if answer.numel() != expected.numel():
         return False
     scale = float(expected.abs().max()) + 1e-12
@@ -113,6 +113,46 @@ def check_jump(field, answer):
     return verdict(answer == field.jump, f"Right: {field.jump:g} px between neighbouring units.",
                    f"Not quite: {answer} is not it. Hint: multiply all the strides up to "
                    f"{field.layer}.", answered=answer is not None)
+
+
+# --- 03 occlusion and the deconvnet -------------------------------------------------------
+UNPOOL_SWITCHES, UNPOOL_VALUES = [4, 3, 13, 10], [5., 2., 7., 3.]   # a 2×2 max-pool of a 4×4 map
+
+
+def check_unpool(answer, switches=UNPOOL_SWITCHES, values=UNPOOL_VALUES):
+    """03: the 4×4 map that unpooling ``values`` at the flat ``switches`` gives (a nested list)."""
+    from .deconvnet import unpool
+    truth = unpool(torch.tensor(values).view(1, 1, 2, 2), torch.tensor(switches).view(1, 1, 2, 2),
+                   (4, 4))[0, 0]
+    transposed = truth.t()
+    corners = torch.zeros(4, 4)
+    corners[::2, ::2] = torch.tensor(values).view(2, 2)
+    shape_ok = answer is not None and torch.as_tensor(answer, dtype=torch.float).shape == (4, 4)
+    given = torch.as_tensor(answer, dtype=torch.float) if shape_ok else None
+    hint = ("Not yet: give 4 rows of 4 numbers." if not shape_ok else
+            "Not yet: flat index i is row i // 4, column i % 4 (rows first)." if torch.equal(given, transposed) else
+            "Not yet: each value goes to its switch, not to the corner of its window." if torch.equal(given, corners) else
+            "Not yet: flat index i is row i // 4, column i % 4; all other entries are 0.")
+    return verdict(shape_ok and torch.equal(given, truth),
+                   "Right: every value sits at its switch, zeros elsewhere.", hint,
+                   answered=answer is not None)
+
+
+def check_occlusion_grid(count, uncovered, side=224, size=40, stride=24):
+    """03: forward passes of a size×size square moved by ``stride`` over a side×side image
+    (squares fully inside, ``occlusion.positions``), and the pixel columns at the right edge
+    that no square covers."""
+    per_axis = len(occlusion.positions(side, size, stride))
+    right_count, right_strip = per_axis ** 2, side - (occlusion.positions(side, size, stride)[-1] + size)
+    answered = count is not None and uncovered is not None
+    slips = {per_axis: "that is one axis: the square moves over rows and columns.",
+             (per_axis - 1) ** 2: "count the square at 0 too: positions 0, stride, 2·stride, ...",
+             round(side / stride) ** 2: "a square must lie fully inside the image."}
+    hint = ("Not yet: " + slips[count]) if count != right_count and count in slips else         "Not yet: positions per axis = (side − size) // stride + 1; the passes are their square."         if count != right_count else         "Not yet: the last square starts at its last position and is size pixels wide."
+    return verdict(answered and count == right_count and uncovered == right_strip,
+                   f"Right: {per_axis} positions per axis, {right_count} passes; the last square "
+                   f"ends at {side - right_strip}, so {right_strip} columns (and rows) stay uncovered.",
+                   hint, answered=answered)
 
 
 # --- 05 CAM and Grad-CAM -----------------------------------------------------------------
@@ -226,6 +266,62 @@ def check_saliency(student, model, x, target):
     return check_function(student, attribution.saliency, (model, x, target),
                           "The logit (not the softmax), its gradient with respect to x, then "
                           "|·| and the max over the 3 colour channels; model in eval mode.")
+
+
+RULE_INPUT = [1.0, -2.0, 4.0, 0.5]      # what a ReLU saw on the forward pass
+RULE_SIGNAL = [-1.0, 2.0, 3.0, 0.5]    # the signal that comes back from above
+
+
+def check_relu_rules(guided, deconv):
+    """04: guided backprop's and the deconvnet's ReLU backward rules, applied by hand to
+    ``RULE_INPUT`` and ``RULE_SIGNAL`` (the reference is ``attribution.relu_rule``). Catches the
+    plain gradient (mask only), the rules swapped, and a deconvnet that keeps the forward mask."""
+    answered = guided is not None and deconv is not None
+    if not answered:
+        return verdict(False, "", "", answered=False)
+    f, r = torch.tensor(RULE_INPUT), torch.tensor(RULE_SIGNAL)
+    right = {name: attribution.relu_rule(r, (f > 0).float(), name)
+             for name in ("guided", "deconvnet")}
+    ok_guided = same_numbers(guided, right["guided"])
+    ok_deconv = same_numbers(deconv, right["deconvnet"])
+    verdict(ok_guided, "guided: right",
+            "guided: not yet. Where did the forward pass see a positive input, and where is the "
+            "signal from above positive? Both must hold.")
+    verdict(ok_deconv, "deconvnet: right",
+            "deconvnet: not yet. Which of the two masks does the deconvnet keep?")
+    return Verdict(ok_guided and ok_deconv)
+
+
+IG_CHECK_STEPS = 8      # the coarse Riemann sum of the exercise
+
+
+def completeness_error(model, x, target, baseline, steps):
+    """Integrated Gradients' relative completeness error |Σ IG − (S_c(x) − S_c(x'))| / |S_c(x) − S_c(x')|."""
+    ig = attribution.integrated_gradients(model, x, target, baseline=baseline, steps=steps,
+                                          progress=False)
+    total, gap = attribution.completeness(model, x, target, ig, baseline=baseline)
+    return abs(total.item() - gap.item()) / abs(gap.item())
+
+
+def check_ig_steps(model, x, target, baseline, error_8, passing, steps, error):
+    """04: the completeness error with ``IG_CHECK_STEPS`` steps (``error_8``, a fraction) and
+    which step counts pass the 5 % check (``passing``, a list), given the notebook's ``error``
+    with ``steps`` steps. Catches a per cent given as a fraction's 100×, the absolute instead of
+    the relative error, a zero baseline instead of black, and a guess of which passes."""
+    if error_8 is None or passing is None:
+        return verdict(False, "", "", answered=False)
+    right_8 = completeness_error(model, x, target, baseline, IG_CHECK_STEPS)
+    errors = {IG_CHECK_STEPS: right_8, steps: error}
+    right_passing = sorted(s for s, e in errors.items() if e < 0.05)
+    ok_error = abs(float(error_8) - right_8) <= 0.1 * right_8 + 1e-3
+    ok_passing = sorted(int(s) for s in passing) == right_passing
+    shown = ", ".join(f"{s} steps: {e:.1%}" for s, e in errors.items())
+    verdict(ok_error, f"error with {IG_CHECK_STEPS} steps: right ({right_8:.1%})",
+            f"error with {IG_CHECK_STEPS} steps: not yet. |Σ IG − gap| / |gap|, as a fraction "
+            "(0.12 for 12 %), with the black baseline.")
+    verdict(ok_passing, f"right: {right_passing or 'none'} pass the 5 % check ({shown})",
+            "which pass: not yet. Compare each step count's error with 0.05.")
+    return Verdict(ok_error and ok_passing)
 
 
 def check_grad_cam_map(student):
@@ -346,8 +442,12 @@ def check_lowest_deletion(answer, areas):
 # --- 09 and 10: the short questions -----------------------------------------------------
 def check_step_units(answer):
     """09: η = 1.5 on 0–255 pixels, in the units of x = (rgb − μ)/σ for σ = 0.229 (4 decimals)."""
-    right = round(1.5 / 255 / 0.229, 4)
-    return verdict(answer is not None and abs(answer - right) < 1e-4, f"Right: {right}.",
+    exact = 1.5 / 255 / 0.229
+    right = round(exact, 4)
+    rounds_right = answer is not None and round(float(answer), 4) == right    # 0.02569 or 0.0257
+    cut = answer is not None and round(float(answer), 4) == round(exact - 0.00005, 4)   # 0.0256
+    return verdict(rounds_right, f"Right: {exact:.5f}, which rounds to {right}.",
+                   f"Almost: {exact:.5f} rounds to {right} (to the nearest, not down)." if cut else
                    "Not quite: first 0–255 to [0, 1] (divide by 255), then to x (divide by σ).",
                    answered=answer is not None)
 
@@ -362,11 +462,23 @@ def check_first_octave(answer, side=300, octaves=4, scale=1.4):
 
 
 def check_sigma(answer, shape=(3, 96, 96)):
-    """10: σ_x of ``inversion.typical_norm`` for a C×H×W image, to the nearest integer."""
-    right = round(inversion.typical_norm(shape))
-    return verdict(answer == right, f"Right: σ_x ≈ {right}.",
-                   "Not quite: √(number of values) × 255 × 0.226, rounded to the nearest integer.",
-                   answered=answer is not None)
+    """10: σ_x of ``inversion.typical_norm`` for a C×H×W image, to three significant figures:
+    anything within 0.5 % is right (rounding 255 × 0.226 = 57.63 to 57.6 gives 9578, the exact
+    value is 9583). Hints for the plausible slips: H·W instead of C·H·W, no square root, 0–1
+    units instead of 0–255."""
+    c, h, w = shape
+    right = inversion.typical_norm(shape)
+    std = inversion.PIXEL_STD_255
+    if answer is None or not isinstance(answer, (int, float)):
+        return verdict(False, "", "Not quite: give one number, σ_x = √(C·H·W) × 255 × 0.226.",
+                       answered=answer is not None)
+    slips = {(h * w) ** 0.5 * std: "that is √(H·W) × 57.63: count the three channels too.",
+             c * h * w * std: "that is C·H·W × 57.63: σ_x uses the square root of the count.",
+             (c * h * w) ** 0.5 * 0.226: "that is in 0–1 units: σ_x is in 0–255 units (× 255)."}
+    hint = next((text for value, text in slips.items() if abs(answer - value) <= 0.005 * value),
+                "Not quite: √(number of values) × 255 × 0.226.")
+    return verdict(abs(answer - right) <= 0.005 * right, f"Right: σ_x ≈ {right:.0f}.",
+                   hint if hint.startswith("Not") else "Not quite: " + hint)
 
 
 def spike_costs(height=100.0, betas=(1.0, 2.0)):
@@ -380,8 +492,9 @@ def spike_costs(height=100.0, betas=(1.0, 2.0)):
 def check_spike_cost(answer):
     """10: the TV^β cost of a spike of height 100, as (for β = 1, for β = 2), within 1 %."""
     right = spike_costs()
-    ok = answer is not None and len(answer) == 2 and all(
-        abs(a - r) <= 0.01 * r for a, r in zip(answer, right))
+    if answer is not None and (not isinstance(answer, (tuple, list)) or len(answer) != 2):
+        return verdict(False, "", "Not quite: give two numbers, as a pair: (for β = 1, for β = 2).")
+    ok = answer is not None and all(abs(a - r) <= 0.01 * r for a, r in zip(answer, right))
     return verdict(ok, f"Right: {right[0]:.0f} and {right[1]:.0f}: TV¹ grows with the height, TV² "
                    "with its square, so β = 1 lets tall spikes through cheaply.",
                    "Not quite: three pixels get a jump: the spike itself (to its right and below: "
