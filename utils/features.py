@@ -104,7 +104,9 @@ def same_channels_respond(act_a, act_b):
 
 
 def rises_at_every_stage(values):
-    """True if each value is larger than the one before (e.g. selectivity, stage by stage)."""
+    """True if each value is larger than the one before (e.g. selectivity, stage by stage).
+
+    No tuned margin: the claim is an ordering, and one flat or falling step refutes it."""
     return all(later > earlier for earlier, later in zip(values, values[1:]))
 
 

@@ -252,7 +252,9 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
 
 def inside_field(footprint, box):
     """True if a gradient footprint (H×W) is zero everywhere outside ``box`` (x0, y0, x1, y1):
-    the unit depends on no pixel beyond its theoretical receptive field."""
+    the unit depends on no pixel beyond its theoretical receptive field. The threshold is
+    exact zero, from the theory: a pixel outside the field has no path to the unit (and an
+    all-zero footprint, a dead unit, proves nothing, so it is False)."""
     footprint = np.asarray(footprint, dtype=np.float64)
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     outside = footprint.copy()
