@@ -54,6 +54,11 @@ def test_positive_contributors(lite, capsys):
     verdicts(capsys, lambda n: X.check_positive_contributors(lite, x, 285, n), right, right + 1)
 
 
+def test_inversion_short_answers(capsys):
+    verdicts(capsys, X.check_sigma, 9580, 5532)                 # 5532: H·W without the channels
+    verdicts(capsys, X.check_spike_cost, (341, 40000), 341)      # one number: a hint, no TypeError
+
+
 def test_gram_checks(capsys):
     verdicts(capsys, lambda a: X.check_gram_entries(64, a), 64 * 65 // 2, 64 * 64)
     right = gram_matrix(X.EXERCISE_FEATURES)[0]
@@ -123,3 +128,36 @@ def test_a_verdict_shows_nothing_but_its_line():
     assert not result and result == False   # noqa: E712
     assert DisplayFormatter().format(result) == ({}, {})
     assert X.verdict(True, "right", "hint")
+
+
+def test_relu_rules_check_refuses_the_gradient_swapped_rules_and_a_masked_deconvnet(capsys):
+    f, r = torch.tensor(X.RULE_INPUT), torch.tensor(X.RULE_SIGNAL)
+    guided, deconv = [0.0, 0.0, 3.0, 0.5], [0.0, 2.0, 3.0, 0.5]      # worked out by hand
+    assert X.check_relu_rules(guided, deconv)
+    assert capsys.readouterr().out.splitlines() == ["guided: right", "deconvnet: right"]
+    assert not X.check_relu_rules((f > 0) * r, deconv)                # the plain gradient
+    assert not X.check_relu_rules(deconv, guided)                     # the rules swapped
+    assert not X.check_relu_rules(guided, (f > 0) * r.clamp(min=0))   # a deconvnet with the mask
+    capsys.readouterr()
+    assert not X.check_relu_rules(None, None)
+    assert capsys.readouterr().out.splitlines() == [X.NOT_ANSWERED]
+
+
+def test_ig_steps_check_needs_the_relative_error_and_the_counts_that_pass(capsys):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 3)).eval()
+    x, black = torch.randn(1, 3, 8, 8), torch.zeros(1, 3, 1, 1)
+    e8, e256 = (X.completeness_error(net, x, 0, black, s) for s in (X.IG_CHECK_STEPS, 256))
+    passing = sorted(s for s, e in {8: e8, 256: e256}.items() if e < 0.05)
+    assert passing == [256]                 # this net's 8-step sum is off by more than 5 %
+
+    def check(error_8, counts):
+        return X.check_ig_steps(net, x, 0, black, error_8, counts, 256, e256)
+    assert check(e8, passing)
+    assert not check(100 * e8, passing)                                # a per cent, not a fraction
+    assert not check(e8, [8, 256])                                     # a guess: both pass
+    assert not check(e8, [])                                           # a guess: none passes
+    capsys.readouterr()
+    assert not check(None, None)
+    assert capsys.readouterr().out.splitlines() == [X.NOT_ANSWERED]

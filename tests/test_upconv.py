@@ -100,3 +100,7 @@ def test_shipped_weights_reconstruct_held_out_photos(lite):
 def test_reconstruct_rejects_sizes_the_decoder_cannot_produce(lite):
     with pytest.raises(ValueError, match="multiples of 8"):
         upconv.reconstruct(upconv.UpConvDecoder(), lite, torch.zeros(1, 3, 50, 50))
+
+
+def test_grayscale_names_finds_the_gray_photos_only():
+    assert upconv.grayscale_names(["brick", "cat", "gravel"]) == ["brick", "gravel"]

@@ -6,7 +6,8 @@ image whose code is the same, among images that look natural:
     x* = argmin_x  ‖Φ(x) − Φ₀‖² / ‖Φ₀‖²
                    + (λ_α/2 · Σ|x|^α  +  λ_V/2 · Σ_ij ((x_i,j+1 − x_ij)² + (x_i+1,j − x_ij)²)^(β/2)) / σ_x²
 
-* the data term is divided by ‖Φ₀‖², so every layer's error reads "fraction of the code";
+* the data term is divided by ‖Φ₀‖², so at every layer it is the squared relative error of the
+  code (0.01: the code is off by 10 % of its length, ``relative_code_error``);
 * α = 6 keeps pixels in range (a soft box), TV^β with β = 2 keeps them smooth (β = 1 gives
   spikes, paper Fig. 2);
 * σ_x is the norm of a typical image, so the regularisers read "per typical image".
@@ -27,9 +28,8 @@ code loads a precomputed σ_x instead.
 The loop is the shared ``utils.optimize.optimize_image`` with ``optimizer="sgd"``,
 ``momentum=0.9`` and the schedule as one learning rate per iteration (lr·σ_x², since the
 official code scales the gradient by σ_x²); the loss is one energy per image, so each image
-keeps its own best point. With ``blowup=10`` an image whose energy blows up (λ_V = 100 with
-lr = 0.004 is close to the stability limit of momentum descent) restarts from its best point
-with half the step: a safeguard that is not in the paper.
+keeps its own best point. With ``blowup=10`` an image whose energy blows up (more than 10 times
+its best) restarts from its best point with half the step: a safeguard that is not in the paper.
 """
 from dataclasses import dataclass, field
 
@@ -253,19 +253,27 @@ def layout_correlation(x, y, spec, side=32):
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
 
 
+def relative_code_error(data_term):
+    """‖Φ(x) − Φ₀‖ / ‖Φ₀‖ from the data term ‖Φ(x) − Φ₀‖² / ‖Φ₀‖² (its square root): 0.1 = the
+    code is off by a tenth of its length."""
+    return torch.as_tensor(data_term, dtype=torch.float64).sqrt()
+
+
+def layout_chance(images, others, spec):
+    """The chance level of the layout correlation: its largest value between each image and
+    *unrelated* photos (``others``, normalised, N'×3×H×W), edges in a similar place by
+    coincidence (a centred subject, a horizon). One value per image."""
+    return torch.stack([layout_correlation(images, other.expand_as(images), spec)
+                        for other in others]).amax(0)
+
+
 # --- the claims the notebook checks: each compares with a baseline, none with a tuned number ---
 def keeps_layout(images, photos, others, spec):
-    """Claim: each reconstruction keeps its photo's layout, more than chance allows.
-
-    Chance is what the layout correlation gives between the reconstruction and *unrelated*
-    photos (``others``, normalised, N'×3×H×W): edges in a similar place by coincidence (a
-    centred subject, a horizon). The claim holds for image i when
-    r(images[i], photos[i]) > max over ``others`` of r(images[i], other). One bool per image.
+    """Claim: each reconstruction keeps its photo's layout, more than chance allows: the claim
+    holds for image i when r(images[i], photos[i]) > ``layout_chance`` (the max over unrelated
+    photos of r(images[i], other)). One bool per image.
     """
-    own = layout_correlation(images, photos, spec)
-    chance = torch.stack([layout_correlation(images, other.expand_as(images), spec)
-                          for other in others]).amax(0)
-    return own > chance
+    return layout_correlation(images, photos, spec) > layout_chance(images, others, spec)
 
 
 def falls_with_depth(values):
@@ -285,34 +293,17 @@ def code_error(model, images, photo, layer):
 
 
 def matches_code(error, other_errors):
-    """Claim: a reconstruction's code is matched, i.e. closer to the photo's code than the code
-    of any unrelated photo is (``other_errors``, from ``code_error``): the chance level of a
-    code error is what a real image that is not this photo gives."""
+    """Convergence check: a reconstruction's code is closer to the photo's code than the code of
+    any unrelated photo is (``other_errors``, from ``code_error``): the chance level of a code
+    error is what a real image that is not this photo gives. It says the optimiser did its job,
+    not what the layer keeps."""
     return bool(float(error) < float(torch.as_tensor(other_errors).min()))
-
-
-def named_alike(model, a, b):
-    """Claim: the network gives image ``a`` the same top-1 class as image ``b`` (chance: 1 in
-    the number of classes)."""
-    with torch.no_grad(), model_guard(model):
-        return bool(model(a[:1]).argmax(1) == model(b[:1]).argmax(1))
 
 
 def beats_on_every_photo(scores, baseline):
     """Claim: one method scores above another (a tensor of scores, one per photo, or one number)
     on every photo; a tie or a single loss fails."""
     return bool((torch.as_tensor(scores) > torch.as_tensor(baseline)).all())
-
-
-def fast_start(losses):
-    """Claim: an energy falls faster at the full learning rate than on average: the first
-    quarter of the iterations (rate 0.004) makes more than a quarter of the total fall of
-    log(energy). An even decline makes exactly a quarter; a run that only gets going after the
-    rate drops makes less."""
-    logs = torch.log(torch.as_tensor(losses, dtype=torch.float64))
-    total = float(logs[0] - logs.min())
-    first = float(logs[0] - logs[: max(1, round(len(logs) / 4)) + 1].min())
-    return total > 0 and first > total / 4
 
 
 def jump_sizes(images, spec):

@@ -207,3 +207,13 @@ def reconstruct(decoder, model, x, layer=ENCODER_LAYER):
         raise ValueError(f"Image sides must be multiples of {STRIDE}; got {tuple(x.shape[-2:])}.")
     rgb = decoder(encode(model, model.spec.denormalize(x).clamp(0, 1), layer)).clamp(0, 1)
     return model.spec.normalize(rgb)
+
+
+def grayscale_names(names):
+    """The images among ``names`` whose three colour channels are equal (a gray photo)."""
+    gray = []
+    for name in names:
+        rgb = TF.pil_to_tensor(load_image(name).convert("RGB")).int()
+        if bool((rgb[0] == rgb[1]).all() and (rgb[1] == rgb[2]).all()):
+            gray.append(name)
+    return gray
