@@ -135,3 +135,11 @@ def test_occluded_copies_check_refuses_copies_that_share_the_image(capsys):
 
     assert not check_occluded_copies(in_place)
     assert check_occluded_copies(right)
+
+
+def test_same_numbers_takes_a_tensor_that_requires_grad_without_a_warning():
+    import warnings
+    a = torch.ones(3, requires_grad=True) * 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert same_numbers(a, torch.ones(3)) and not same_numbers(a, torch.zeros(3))

@@ -75,6 +75,15 @@ def forward_mask(module, x):
     return x > 0
 
 
+def relu_rule(signal, mask, rule):
+    """A ReLU's backward pass by ``rule``: ``signal`` is R_(l+1), ``mask`` is 1[f_l > 0]."""
+    if rule == "gradient":            # plain backprop: the forward mask only
+        return signal * mask
+    if rule == "guided":              # forward mask AND positive backward signal
+        return signal.clamp(min=0) * mask
+    return signal.clamp(min=0)        # deconvnet: rectify the backward signal only
+
+
 class _RuleReLU(torch.autograd.Function):
     """Forward: the module's own output. Backward: the chosen rule instead of ReLU's."""
 
@@ -87,13 +96,7 @@ class _RuleReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        if ctx.rule == "gradient":        # plain backprop: the forward mask only
-            grad_in = grad * mask
-        elif ctx.rule == "guided":        # forward mask AND positive backward signal
-            grad_in = grad.clamp(min=0) * mask
-        else:                             # deconvnet: rectify the backward signal only
-            grad_in = grad.clamp(min=0)
-        return grad_in, None, None, None
+        return relu_rule(grad, mask, ctx.rule), None, None, None
 
 
 @contextmanager
