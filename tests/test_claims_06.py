@@ -241,3 +241,80 @@ def test_fixations_in_train_mode_equal_those_in_eval_mode():
         torch.manual_seed(seed)
         walks.append(F.backtrack(net, x, 0, recorded=(graph, F.record(graph, x))))
     assert any(walk != in_eval for walk in walks)
+
+
+# ------------------------------------------------------------------ chance over the places
+
+PLACES = [(16 + 32 * i, 16 + 32 * j) for i in range(7) for j in range(7)]   # a 7×7 grid on 224 px
+
+
+def test_points_spread_evenly_over_the_places_are_not_more_inside_than_chance():
+    # the box holds 16 of the 49 places (0.33) but covers only 0.20 of the image: against the
+    # area, the 49 places look above chance; against the places, they are chance itself
+    shape, box = (224, 224), (14, 14, 114, 114)
+    assert F.chance_inside(box, shape) == pytest.approx(0.2, abs=0.01)
+    assert F.chance_inside(box, shape, PLACES) == pytest.approx(16 / 49)
+    assert F.more_inside_than_chance(PLACES, box, shape)                    # the area's verdict
+    assert not F.more_inside_than_chance(PLACES, box, shape, places=PLACES)
+
+
+def test_a_box_holding_no_place_cannot_be_hit():
+    shape, box = (224, 224), (20, 20, 44, 44)                   # between the grid's places
+    assert F.chance_inside(box, shape, PLACES) == 0
+    assert not F.more_inside_than_chance(PLACES[:10], box, shape, places=PLACES)
+
+
+def test_the_places_inside_the_box_are_more_inside_than_chance():
+    shape, box = (224, 224), (0, 0, 128, 128)                   # 16 of the 49 places
+    inside = [p for p in PLACES if p[0] < 128 and p[1] < 128]
+    assert F.more_inside_than_chance(inside + PLACES[-3:], box, shape, places=PLACES)
+    with pytest.raises(ValueError):                             # a point off the places
+        F.more_inside_than_chance([(1, 1)], box, shape, places=PLACES)
+
+
+class StridedNet(torch.nn.Module):
+    """conv 3×3 stride 2 -> ReLU -> global average pool -> linear, on 8×8 inputs: a 4×4 map."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+def test_the_centre_rules_places_are_the_last_maps_cells_the_strongest_rules_every_pixel():
+    net, x = StridedNet().eval(), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    for rule, n_places in [("centre", 16), ("strongest", 64)]:
+        points, layers = F.backtrack(net, x, 0, return_layers=True, position=rule)
+        places = F.walk_places(net, layers, rule)
+        pixels = list(places.values())[-1]                      # the places at the image
+        assert len(set(pixels)) == n_places and set(points) <= set(pixels)
+
+
+# ------------------------------------------------------------------ class-specific against random classes
+
+def test_a_pair_as_alike_as_random_pairs_is_not_less_alike_than_random():
+    from utils.evaluation import less_alike_than_random
+    random_rhos = list(np.linspace(0.65, 0.98, 19))
+    assert not less_alike_than_random(0.90, random_rhos)     # the set's pair in notebook 06
+    assert not less_alike_than_random(0.66, random_rhos)     # below all but one: p = 0.10
+    assert less_alike_than_random(0.50, random_rhos)         # below all 19: p = 0.05
+    assert not less_alike_than_random(0.50, random_rhos[:10])  # 10 pairs cannot reach 5 %
+
+
+def test_keeping_the_strongest_classifier_inputs():
+    a, weight = torch.tensor([1.0, 2.0, 3.0, 0.5]), torch.tensor([[1.0, -1.0, 2.0, 1.0]])
+    assert F.fc_rule({(0,)}, a, weight, False) == {(0,), (2,), (3,)}        # every positive one
+    assert F.fc_rule({(0,)}, a, weight, False, top=1) == {(2,)}             # the strongest
+    assert F.fc_rule({(0,)}, a, weight, False, top=10) == {(0,), (2,), (3,)}  # never a negative one
+
+
+def test_the_peak_mark_sits_on_the_maximum():
+    heat = np.zeros((10, 20))
+    heat[7, 3] = 1
+    assert F.peak_of(heat) == (3, 7)
+    assert F.peak_of(heat, (100, 200)) == pytest.approx((34.5, 74.5))

@@ -232,8 +232,9 @@ EXPLANATIONS = {
                              {"steps": 16, "progress": False}),
     "CAM": (cam.cam, {}, {}),
     "Grad-CAM": (cam.grad_cam, {}, {}),
-    # counted points: on a network without max-pooling the paper's set keeps one point per
-    # cell of the last block, which its outlier rule then removes entirely (notebook 06)
+    # counted points: on a network without max pooling the paper's set keeps at most one
+    # point per cell of the last block, and its share on the object falls towards chance
+    # (notebook 06); the number of paths into each point is what tells the object apart
     "CNN-Fixations": (fixations.backtrack, {"count": True}, {"count": True}),
     "occlusion": (occlusion.occlusion, {"size": 32, "stride": 16, "progress": False},
                   {"size": 32, "stride": 32, "progress": False}),
@@ -348,6 +349,16 @@ def more_alike(pair, other_pair, absolute=True):
     than the two of ``other_pair``: e.g. a method whose map changes less between two
     classes than another method's does. No threshold: the other pair is the reference."""
     return rank_correlation(*pair, absolute=absolute) > rank_correlation(*other_pair, absolute=absolute)
+
+
+def less_alike_than_random(correlation, random_correlations, level=0.05):
+    """True if two maps (e.g. one per class) are less alike than pairs drawn at random: their
+    ``correlation`` (Spearman ρ) is lower than enough of the ``random_correlations`` (the ρ of
+    maps of randomly chosen classes on the same image) that a rank test reaches ``level``:
+    p = (1 + #{random ρ ≤ ρ}) / (n + 1) ≤ 0.05, the conventional level (chance sets the bar:
+    with 19 random pairs the maps must be less alike than every one of them)."""
+    below = sum(r <= correlation for r in random_correlations)
+    return (1 + below) / (len(random_correlations) + 1) <= level
 
 
 def is_degenerate(saliency):

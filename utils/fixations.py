@@ -124,15 +124,19 @@ def record(graph_module, x):
 
 # ------------------------------------------------------------------- rules, one per layer
 
-def fc_rule(points, a, weight, spatial_input):
-    """FC layer. ``a``: input vector (D,); ``weight``: (out, D); points: {(i,)}."""
+def fc_rule(points, a, weight, spatial_input, top=None):
+    """FC layer. ``a``: input vector (D,); ``weight``: (out, D); points: {(i,)}.
+    ``top``: keep only the ``top`` largest positive contributions (None: all positive ones)."""
     kept = set()
     for (i,) in points:
         contributions = a * weight[i]                          # c_j = a_j · W_ij
         if spatial_input:                                      # FC -> conv: single best
             kept.add((int(contributions.argmax()),))
         else:                                                  # FC -> FC: all positive
-            kept.update((int(j),) for j in torch.nonzero(contributions > 0).flatten().tolist())
+            positive = torch.nonzero(contributions > 0).flatten()
+            if top is not None:
+                positive = positive[contributions[positive].argsort(descending=True)[:top]]
+            kept.update((int(j),) for j in positive.tolist())
     return kept
 
 
@@ -304,17 +308,18 @@ def record_forward(model, x, graph=None):
         return gm, record(gm, x)
 
 
-Layer = namedtuple("Layer", "points shape centres cut")
+Layer = namedtuple("Layer", "points shape centres cut axes", defaults=(None,))
 Layer.__doc__ = """The points as they reach one layer's input: {(c, y, x): paths} (the
 paper's set is its keys), the input's shape (C, H, W) (or (D,) for a vector), each point's
 input pixel at the centre of its receptive field, {(c, y, x): (y, x)} (None for a vector),
 and ``cut``: True if every path of the network runs through this input (a block boundary),
 so that it holds *all* the points at that depth (inside a residual block the points that
-took the skip are elsewhere)."""
+took the skip are elsewhere); ``axes``: the map's receptive-field (rows, cols) ``Axis``
+(``grid_places``)."""
 
 
 def backtrack(model, x, target=None, recorded=None, return_layers=False, position="centre",
-              count=False):
+              count=False, top=None):
     """Fixations for class ``target`` on one image ``x`` (1×3×H×W): pixels of the input.
 
     ``target``: a class index or label (None: the predicted class; ``utils.targets``).
@@ -326,6 +331,9 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
     from the class neuron} (its keys are the same pixels).
     With ``return_layers=True`` also returns {layer name: ``Layer``} for every conv, pool
     and linear layer on the way, from the class down to the pixels.
+    ``top``: at the FC -> FC layers keep only the ``top`` strongest positive inputs of each
+    neuron (None, the plain-network demo: all of them; the residual demo's ``start`` keeps a
+    fixed number ``num``).
     """
     if position not in POSITIONS:
         raise ValueError(f"position is one of {POSITIONS}, not {position!r}")
@@ -342,7 +350,7 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
         if node.op in ("placeholder", "get_attr") or not pending.get(node):
             continue
         reached[node] = pending.pop(node)
-        rule = _rule(gm, node, values, order, position)
+        rule = _rule(gm, node, values, order, position, top)
         for point, paths in reached[node].items():
             for source, sources in rule({point}).items():
                 for q in sources:
@@ -356,7 +364,7 @@ def backtrack(model, x, target=None, recorded=None, return_layers=False, positio
     return (pixels, _layers(gm, values, reached)) if return_layers else pixels
 
 
-def _rule(gm, node, values, order, position):
+def _rule(gm, node, values, order, position, top=None):
     """The node's rule as a function: points at its output -> {input node: points}."""
     inputs = [a for a in node.args if isinstance(a, fx.Node)]
     if node.op == "call_module":
@@ -364,7 +372,7 @@ def _rule(gm, node, values, order, position):
         a = _batch0(values[inputs[0]])
         if isinstance(module, nn.Linear):
             spatial, weight = _spatial_vector(inputs[0], values), module.weight.detach()
-            return lambda points: {inputs[0]: fc_rule(points, a, weight, spatial)}
+            return lambda points: {inputs[0]: fc_rule(points, a, weight, spatial, top)}
         if isinstance(module, nn.Conv2d):
             if _pair(module.dilation) != (1, 1):
                 raise NotImplementedError("dilated convolutions are not supported")
@@ -421,7 +429,8 @@ def _layers(gm, values, reached):
             source = node.all_input_nodes[0]
             points = reached.get(source, Counter())
             layers[node.target] = Layer(points, tuple(values[source].shape[1:]),
-                                        _centres(points, axes.get(source)), source in cuts)
+                                        _centres(points, axes.get(source)), source in cuts,
+                                        axes.get(source))
     return layers
 
 
@@ -472,6 +481,39 @@ def _centres(points, axes):
     rows, cols = axes
     return {(c, y, x): (round(rows.start + y * rows.jump), round(cols.start + x * cols.jump))
             for c, y, x in points}
+
+
+def grid_places(layer):
+    """Every place a point of ``layer`` can take: the input pixel (y, x) at the centre of the
+    receptive field of each cell of its H×W map (a point sits at one of them, whatever its
+    channel). Empty for a vector."""
+    if layer.axes is None or len(layer.shape) != 3:
+        return []
+    rows, cols = layer.axes
+    return [(round(rows.start + y * rows.jump), round(cols.start + x * cols.jump))
+            for y in range(layer.shape[1]) for x in range(layer.shape[2])]
+
+
+def walk_places(model, layers, position="centre"):
+    """{layer name: the places its points can take} for the block boundaries of a walk
+    (the layers of ``layer_shares``), in input pixels.
+
+    With the ``"strongest"`` rule a conv may move a point to any cell of its input map:
+    the places are that map's cells (``grid_places``). With the ``"centre"`` rule a conv
+    keeps a point's place and only a pooling switch moves it, so the places are the cells
+    of the map under the last pooling layer passed (the global pool's input, the last
+    block's grid, until a max pool moves the points onto its finer input grid).
+    """
+    places, current = {}, None
+    for name, layer in layers.items():
+        if layer.axes is None or len(layer.shape) != 3:
+            continue
+        pooled = isinstance(model.get_submodule(name), POOL_MODULES)
+        if position == "strongest" or current is None or pooled:
+            current = grid_places(layer)
+        if layer.centres and layer.cut:
+            places[name] = current
+    return places
 
 
 def layer_pixels(layer, count=True):
@@ -560,26 +602,52 @@ def share_inside(points, box):
     return float((weights * inside).sum() / weights.sum())
 
 
-def more_inside_than_chance(points, box, image_shape, alpha=0.05):
+def chance_inside(box, image_shape, places=None):
+    """The share of the points that chance puts inside ``box`` (x0, y0, x1, y1).
+
+    Points that can sit anywhere: the box's share of the image (``image_shape`` = (H, W)).
+    Points bound to a grid (the centre rule keeps every point on one of the last block's
+    cells): the share of the ``places`` they can take (photo pixels, ``walk_places`` carried
+    to the photo) that lie inside the box; 0 means no point can land in it.
+    """
+    if places is None:
+        x0, y0, x1, y1 = box
+        return (x1 - x0) * (y1 - y0) / (image_shape[0] * image_shape[1])
+    return share_inside(sorted(set(map(tuple, places))), box)
+
+
+def more_inside_than_chance(points, box, image_shape, alpha=0.05, places=None):
     """Does the *set* of points land on the object more often than chance?
 
     Uniformly scattered points fall inside ``box`` (x0, y0, x1, y1) with probability
     p = the box's share of the image (``image_shape`` = (H, W)); the claim holds if the
     number k of the n distinct points inside it is unlikely under that chance, a one-sided
     binomial test: P(K ≥ k | n, p) < ``alpha`` (5 %, the usual significance level). A
-    share a little above p from a few dozen points is not enough. Sets only: counted
-    points (a Counter) are paths, not independent draws, and raise a TypeError.
+    share a little above p from a few dozen points is not enough.
+    Points bound to ``places`` (a grid's cells in photo pixels, ``chance_inside``): n
+    distinct places drawn at random among the M places, K of them inside the box, a
+    one-sided hypergeometric test (a permutation test over the places); a box that holds
+    no place cannot be hit, and the answer is False.
+    Sets only: counted points (a Counter) are paths, not independent draws, and raise a
+    TypeError.
     """
     if isinstance(points, dict):
         raise TypeError("more_inside_than_chance tests a set of points, not counted paths")
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest, hypergeom
     points = sorted(set(map(tuple, points)))
     if not points:
         return False
-    x0, y0, x1, y1 = box
-    chance = (x1 - x0) * (y1 - y0) / (image_shape[0] * image_shape[1])
     inside = round(share_inside(points, box) * len(points))
-    return bool(binomtest(inside, len(points), chance, alternative="greater").pvalue < alpha)
+    if places is None:
+        chance = chance_inside(box, image_shape)
+        return bool(binomtest(inside, len(points), chance, alternative="greater").pvalue < alpha)
+    places = sorted(set(map(tuple, places)))
+    if not set(points) <= set(places):
+        raise ValueError("every point must sit at one of the places")
+    inside_places = round(share_inside(places, box) * len(places))
+    if inside_places == 0:
+        return False
+    return bool(hypergeom.sf(inside - 1, len(places), inside_places, len(points)) < alpha)
 
 
 def layer_shares(layers, box, input_size, image_size, count=True):
@@ -711,13 +779,32 @@ def plot_layer_walk(image, layers, input_size, n_panels=8, title=None):
         name, layer = spatial[i]
         ys, xs = zip(*set(layer.centres.values()))
         ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
-        ax.scatter(xs, ys, s=10, c="#00e5ff", edgecolors="black", linewidths=0.4)
+        ax.scatter(xs, ys, s=24, c="#00e5ff", edgecolors="black", linewidths=0.8)
         ax.set_title(f"{name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
                      f"{layer.shape[1]}×{layer.shape[2]}", fontsize=9)
     fig.suptitle(title or "Backtracking: where the fixations are, from the last conv block down to pixels")
     for _ in range(2):          # the second pass fits the title above the panels' moved titles
         fig.tight_layout(h_pad=1.5)
     return fig
+
+
+PEAK = dict(marker="X", markersize=15, markerfacecolor="white", markeredgecolor="black",
+            markeredgewidth=1.5, linestyle="none")          # the map's maximum, on any colour
+
+
+def peak_of(heat, size=None):
+    """(x, y) of the maximum of ``heat``, in the pixels of an image of ``size`` (H, W)
+    (default: the map's own), for drawing."""
+    heat = np.asarray(heat)
+    y, x = np.unravel_index(int(heat.argmax()), heat.shape)
+    h, w = size or heat.shape
+    return (x + 0.5) * w / heat.shape[1] - 0.5, (y + 0.5) * h / heat.shape[0] - 0.5
+
+
+def mark_peak(ax, heat, size=None):
+    """Mark the maximum of a map drawn over an image of ``size`` (H, W): a white cross that
+    reads on a projector, where the top of a colour map blended over the photo washes out."""
+    return ax.plot(*peak_of(heat, size), **PEAK)[0]
 
 
 def plot_fixations(image, points, kept, heat, box=None, title=""):
@@ -731,12 +818,14 @@ def plot_fixations(image, points, kept, heat, box=None, title=""):
     nowhere = np.empty((0, 2))
     axes[0].scatter(*nowhere.T, s=12, c="lightgray", edgecolors="black", linewidths=0.3,
                     label="outliers")
-    axes[0].scatter(*nowhere.T, s=14, c="#00e5ff", edgecolors="black", linewidths=0.4,
+    axes[0].scatter(*nowhere.T, s=30, c="#00e5ff", edgecolors="black", linewidths=0.8,
                     label="fixations")
     axes[0].axis("off")
     show_heatmap(image, np.zeros(np.asarray(heat).shape), ax=axes[1], title="blurred (σ = 20 px at 224)")
     axes[1].images[-1].colorbar.set_label(STRETCHED, fontsize=10)
     draw_box(axes[1], (0, 0, 1, 1))
+    axes[1].plot([], [], **PEAK)
+    axes[1].set_title("blurred (σ = 20 px at 224); cross: its peak")
     fig.suptitle("class")
     update_fixations(fig, points, kept, heat, box, title)
     fig.tight_layout()
@@ -752,10 +841,11 @@ def update_fixations(fig, points, kept, heat, box=None, title=""):
     for dots, where in zip(points_ax.collections, (outliers, kept)):
         dots.set_offsets([(x, y) for y, x in where] or np.empty((0, 2)))
     points_ax.set_title(f"{len(kept)} fixations ({len(outliers)} outliers)")
-    frame = map_ax.patches[0]
+    frame, peak = map_ax.patches[0], map_ax.lines[0]
+    peak.set_data(*[[v] for v in peak_of(heat)])
     frame.set_visible(box is not None)
     if box is not None:
         frame.set_bounds(box[0] - 0.5, box[1] - 0.5, box[2] - box[0], box[3] - box[1])
     return (list(points_ax.collections) + [points_ax.title]
             + update_map(map_ax.images[-1], normalize_map(heat), limits=(0, 1))
-            + [frame, fig.suptitle(title)])
+            + [frame, peak, fig.suptitle(title)])
