@@ -52,6 +52,10 @@ def test_positive_contributors(lite, capsys):
     a = values[fc.all_input_nodes[0]][0]
     right = int(((a * lite.get_submodule(layer).weight[285]) > 0).sum())
     verdicts(capsys, lambda n: X.check_positive_contributors(lite, x, 285, n), right, right + 1)
+    weight = lite.get_submodule(layer).weight[285]
+    for slip, words in [(int((weight > 0).sum()), "positive weights"), (int((a > 0).sum()), "inputs that fire")]:
+        X.check_positive_contributors(lite, x, 285, slip)
+        assert words in capsys.readouterr().out
 
 
 def test_inversion_short_answers(capsys):
@@ -63,6 +67,20 @@ def test_gram_checks(capsys):
     verdicts(capsys, lambda a: X.check_gram_entries(64, a), 64 * 65 // 2, 64 * 64)
     right = gram_matrix(X.EXERCISE_FEATURES)[0]
     verdicts(capsys, X.check_gram_by_hand, right.tolist(), (right * 2).tolist())
+
+
+def test_unpool_by_hand(capsys):
+    right = [[0, 0, 0, 2], [5, 0, 0, 0], [0, 0, 3, 0], [0, 7, 0, 0]]
+    verdicts(capsys, X.check_unpool, right, torch.tensor(right).t().tolist())    # columns first
+    corners = [[5, 0, 2, 0], [0, 0, 0, 0], [7, 0, 3, 0], [0, 0, 0, 0]]           # window corners
+    assert not X.check_unpool(corners) and not X.check_unpool([1, 2, 3])
+
+
+def test_occlusion_grid(capsys):
+    verdicts(capsys, lambda a: X.check_occlusion_grid(*a) if a else X.check_occlusion_grid(None, None),
+             (64, 16), (49, 16))                                  # 49: the square at 0 forgotten
+    for slip in [(8, 16), (81, 16), (64, 56), (64, 0)]:          # one axis; 224/24; no size; none
+        assert not X.check_occlusion_grid(*slip)
 
 
 @pytest.mark.parametrize("answer", [None, [1.0], torch.zeros(5)])

@@ -14,7 +14,7 @@ import inspect
 
 import torch
 
-from . import attribution, cam, deepdream, evaluation, features, inversion, localize, occlusion, style
+from . import attribution, cam, deconvnet, deepdream, evaluation, features, inversion, localize, occlusion, style
 from .features import strongest_channels
 from .fixations import POSITIONS, conv_rule, record_forward
 from .hooks import resolve_layer
@@ -121,8 +121,7 @@ UNPOOL_SWITCHES, UNPOOL_VALUES = [4, 3, 13, 10], [5., 2., 7., 3.]   # a 2×2 max
 
 def check_unpool(answer, switches=UNPOOL_SWITCHES, values=UNPOOL_VALUES):
     """03: the 4×4 map that unpooling ``values`` at the flat ``switches`` gives (a nested list)."""
-    from .deconvnet import unpool
-    truth = unpool(torch.tensor(values).view(1, 1, 2, 2), torch.tensor(switches).view(1, 1, 2, 2),
+    truth = deconvnet.unpool(torch.tensor(values).view(1, 1, 2, 2), torch.tensor(switches).view(1, 1, 2, 2),
                    (4, 4))[0, 0]
     transposed = truth.t()
     corners = torch.zeros(4, 4)
@@ -181,11 +180,19 @@ def check_positive_contributors(model, x, target, answer):
     gm, values = record_forward(model, x)
     fc = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer)
     a = values[fc.all_input_nodes[0]][0]
-    right = int(((a * model.get_submodule(layer).weight[target]) > 0).sum())
+    weight = model.get_submodule(layer).weight[target]
+    right = int(((a * weight) > 0).sum())
+    slips = {int((weight > 0).sum()): "that counts the positive weights; an input that did not fire "
+                                      "contributes nothing, whatever its weight. ",
+             int((a > 0).sum()): "that counts the inputs that fire; a negative weight turns their "
+                                 "contribution against the class. ",
+             int((a * weight >= 0).sum()): "a zero contribution does not push the class up. "}
+    slips.pop(right, None)
     return verdict(answer == right, f"Right: {right} inputs of {layer} push class {target} up; "
                    "the first rule keeps all of them.",
-                   f"Not yet: {answer}. Hint: multiply the classifier's input vector a by the "
-                   "class's weight row W[target] element by element and count the positive products.",
+                   f"Not yet: {answer}: {slips.get(answer, '')}Hint: multiply the classifier's input "
+                   "vector a by the class's weight row W[target] element by element and count the "
+                   "positive products.",
                    answered=answer is not None)
 
 
