@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from utils import downloads as D
+from utils.images import image_set
 
 
 def make_archive(path, n=5):
@@ -82,12 +83,12 @@ def test_image_set_reads_either_split_of_the_archive(tmp_path, monkeypatch):
     source = make_archive(tmp_path / "set.tgz")
     monkeypatch.setitem(D.IMAGE_SETS, "tiny", {"url": source.as_uri(), "sha256": None,
                                                "root": "set/"})
-    photos = D.image_set("tiny", n_images=3, cache_dir=tmp_path / "cache")
+    photos = image_set("tiny", n_images=3, cache_dir=tmp_path / "cache")
     assert len(photos) == 3 and all(im.size == (64, 48) for _, im in photos)
-    train = D.image_set("tiny", n_images=10, cache_dir=tmp_path / "cache", split="train")
+    train = image_set("tiny", n_images=10, cache_dir=tmp_path / "cache", split="train")
     assert len(train) == 5 and all(im.size == (80, 60) for _, im in train)
     with pytest.raises(KeyError, match="imagenette"):
-        D.image_set("no-such-set")
+        image_set("no-such-set")
 
 
 def test_imagenette_is_pinned_to_the_checksum_torchvision_pins():
@@ -234,7 +235,7 @@ def test_image_set_gives_up_on_a_silent_server(tmp_path, short_timeouts, monkeyp
         monkeypatch.setitem(D.IMAGE_SETS, "tiny", {"url": f"{server}/set.tgz", "root": "set/"})
         start = time.perf_counter()
         with pytest.raises(D.DownloadError, match="no answer"):
-            D.image_set("tiny", cache_dir=tmp_path)
+            image_set("tiny", cache_dir=tmp_path)
         assert time.perf_counter() - start < 2.5
     assert list(tmp_path.iterdir()) == []
 
@@ -251,3 +252,12 @@ def test_a_good_server_gives_the_file_with_its_checksum(tmp_path, short_timeouts
             .read_bytes() == body                                    # a prefix, as torch.hub
     assert sorted(p.name for p in path.parent.iterdir()) == ["set.tgz", "set.tgz.sha256"]
     assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_the_arrow_goes_one_way():
+    """images uses downloads (a URL, an image set); downloads knows nothing of images."""
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(D))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "images" not in imported and "utils.images" not in imported

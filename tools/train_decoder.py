@@ -26,7 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from utils import upconv  # noqa: E402
-from utils.downloads import IMAGE_SETS, image_set  # noqa: E402
+from utils.downloads import IMAGE_SETS  # noqa: E402
+from utils.images import image_set  # noqa: E402
 from utils.env import share_cpu  # noqa: E402
 from utils.inversion import psnr  # noqa: E402
 from utils.models import load_model  # noqa: E402

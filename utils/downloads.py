@@ -3,7 +3,7 @@
 Notebooks work offline with the bundled photos; online they can use bigger material:
 
     path = download(url)                         # ~/.cache/visualizing-cnns/<file name>
-    photos = image_set("imagenette-160", 60)     # [(name, PIL image)], read from the archive
+    photos = image_set("imagenette-160", 60)     # utils.images: [(name, PIL image)] from the archive
 
 ``download`` reuses a cached file without touching the network and checks its SHA-256: the
 one given, or else the hash recorded next to the file on its first download ("trust on
@@ -17,17 +17,14 @@ only once complete and checked, so an interrupted download leaves nothing to tru
 """
 import hashlib
 import os
-import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .env import offline, within
-from .images import load_image
 
 CACHE_DIR = Path.home() / ".cache" / "visualizing-cnns"
 USER_AGENT = "visualizing-cnns lecture notebooks (https://github.com/dl4cv/visualizing-cnns)"
@@ -143,30 +140,3 @@ def _check(path, sha256, md5, shown=None):
             raise DownloadError(f"{shown or path.name} has {name} {got}, expected {wanted}: "
                                 "the download is corrupt or the file changed. It was "
                                 "deleted; run again.")
-
-
-def image_set(name="imagenette-160", n_images=40, seed=0, cache_dir=None, split="val"):
-    """``n_images`` photos of a downloadable set (``IMAGE_SETS``) as [(name, PIL image)].
-
-    The archive is downloaded once; photos of ``split`` ("train" or "val") are picked at
-    random with ``seed`` and read straight out of the archive (nothing is unpacked).
-    """
-    if name not in IMAGE_SETS:
-        raise KeyError(f"Unknown image set {name!r}; choose one of {list(IMAGE_SETS)}.")
-    info = IMAGE_SETS[name]
-    folder = f"{info['root']}{split}/"
-    path = download(info["url"], cache_dir, info.get("sha256"), info.get("md5"))
-    with tarfile.open(path) as archive:
-        members = sorted((m for m in archive.getmembers() if m.isfile()
-                          and m.name.startswith(folder)
-                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
-                         key=lambda m: m.name)
-        if not members:
-            raise OSError(f"{path.name} holds no images under {folder}.")
-        chosen = np.random.default_rng(seed).choice(len(members), min(n_images, len(members)),
-                                                    replace=False)
-        photos = []
-        for i in tqdm(sorted(chosen), desc=f"reading {name}", leave=False):
-            data = archive.extractfile(members[i]).read()
-            photos.append((Path(members[i].name).stem, load_image(data)))
-    return photos

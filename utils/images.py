@@ -7,12 +7,16 @@ images are shrunk, and anything unusable raises an ``ImageError`` that says what
 """
 import io
 import math
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import gaussian_blur
+from tqdm.auto import tqdm
+
+from .downloads import IMAGE_SETS, DownloadError, download, stream
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 IMAGE_DIR = DATA_DIR / "images"
@@ -103,7 +107,6 @@ def _open_bytes(data, what):
 
 def _download(url):
     """The bytes at ``url``, through ``utils.downloads.stream`` (progress bar, timeouts)."""
-    from .downloads import DownloadError, stream  # here: downloads imports us
     data = io.BytesIO()
     try:
         stream(url, data)
@@ -224,3 +227,31 @@ def blur(x, sigma, kernel=None):
     """Gaussian blur of an N×3×H×W batch, with a kernel of ±3σ unless ``kernel`` is given."""
     kernel = kernel or 2 * math.ceil(3 * sigma) + 1
     return gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+
+
+def image_set(name="imagenette-160", n_images=40, seed=0, cache_dir=None, split="val"):
+    """``n_images`` photos of a downloadable set (``utils.downloads.IMAGE_SETS``) as
+    [(name, PIL image)].
+
+    The archive is downloaded once; photos of ``split`` ("train" or "val") are picked at
+    random with ``seed`` and read straight out of the archive (nothing is unpacked).
+    """
+    if name not in IMAGE_SETS:
+        raise KeyError(f"Unknown image set {name!r}; choose one of {list(IMAGE_SETS)}.")
+    info = IMAGE_SETS[name]
+    folder = f"{info['root']}{split}/"
+    path = download(info["url"], cache_dir, info.get("sha256"), info.get("md5"))
+    with tarfile.open(path) as archive:
+        members = sorted((m for m in archive.getmembers() if m.isfile()
+                          and m.name.startswith(folder)
+                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
+                         key=lambda m: m.name)
+        if not members:
+            raise OSError(f"{path.name} holds no images under {folder}.")
+        chosen = np.random.default_rng(seed).choice(len(members), min(n_images, len(members)),
+                                                    replace=False)
+        photos = []
+        for i in tqdm(sorted(chosen), desc=f"reading {name}", leave=False):
+            data = archive.extractfile(members[i]).read()
+            photos.append((Path(members[i].name).stem, load_image(data)))
+    return photos

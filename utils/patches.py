@@ -19,7 +19,7 @@ in photo coordinates, so one strong spot seen by many overlapping proposals coun
 (a new unit, a new layer, nearest neighbours) is array indexing, with no forward pass.
 
 The collection is the bundled photos (offline), or a small public image set downloaded once
-with a checksum (``utils.downloads.image_set``). Both give a list of (name, PIL image) and
+with a checksum (``utils.images.image_set``). Both give a list of (name, PIL image) and
 follow the same code path from there.
 """
 import functools
