@@ -81,6 +81,12 @@ def test_a_silent_filter_is_not_blown_up():
     assert normalised.silent_share["1"] == pytest.approx(0.25)
 
 
+def test_clearly_closer_needs_more_than_the_noise_starts_spread():
+    assert style.clearly_closer(3.0, 4.0, spread=0.5)
+    assert not style.clearly_closer(3.8, 4.0, spread=0.5)          # within chance
+    assert not style.clearly_closer(4.6, 3.9, spread=0.3)          # farther: notebook 07's deep layers
+
+
 # --- notebook 08's claims ----------------------------------------------------------------
 
 def _ramp(noise=0.0, seed=0):

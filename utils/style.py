@@ -324,6 +324,14 @@ def balanced_ratio(model, content, style, content_at=None, style_at=None):
     return photo_parts["style"] / painting_parts["content"]
 
 
+def clearly_closer(distance, other, spread):
+    """True if ``distance`` (to the source) is smaller than ``other`` by more than ``spread``.
+    Claim: "this synthesis is closer to the source than that one", e.g. with more layers.
+    The bar is chance: ``spread``, how much the distance of one synthesis changes when it
+    starts from other noise; a smaller difference could be the start's doing."""
+    return distance < other - spread
+
+
 def increasing(values):
     """True if every value is larger than the one before. Claim: "the result moves away from
     the painting as α/β grows", for its distances to the painting in the sweep's order. No
