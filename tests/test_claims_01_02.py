@@ -41,12 +41,29 @@ def test_closer_in_meaning_needs_features_to_beat_pixels():
 
 def test_same_channels_respond_only_when_their_contrast_ranks_alike():
     gen = torch.Generator().manual_seed(0)
-    contrast = torch.rand(32, generator=gen) * 3
-    a = torch.randn(1, 32, 8, 8, generator=gen) * contrast[:, None, None]
-    b = torch.randn(1, 32, 8, 8, generator=gen) * contrast[:, None, None]
-    assert features.same_channels_respond(a, b)
-    shuffled = b[:, torch.randperm(32, generator=gen)]
-    assert not features.same_channels_respond(a, shuffled)
+    contrast = torch.rand(32, generator=gen) * 3            # each channel's typical contrast
+    generic = torch.randn(6, 32, 8, 8, generator=gen) * contrast[:, None, None]
+    assert features.same_channels_respond(generic)
+    own = torch.rand(6, 32, generator=gen) * 3                # each photo its own loud channels
+    specific = torch.randn(6, 32, 8, 8, generator=gen) * own[:, :, None, None]
+    assert not features.same_channels_respond(specific)
+    rho, chance = features.channel_agreement(specific)
+    assert abs(rho) < chance < 0.2
+
+
+def test_channel_contrast_ignores_the_padding_frame():
+    act = torch.zeros(1, 3, 8, 8)
+    act[0, 0, 0, 0] = 100.0                                   # one bright border cell
+    act[0, 1, 1:-1, 1:-1] = torch.arange(36.0).view(6, 6)     # structure inside
+    act[0, 2, 0] = 50.0                                       # a bright frame edge
+    assert features.most_varying_channels(act, 1) == [1]
+    assert features.most_varying_channels(act, 1, border=0)[0] in (0, 2)     # an edge wins
+
+
+def test_dead_filters_are_those_with_no_gain():
+    gains = torch.tensor([2.0, 1.5, 3e-9, 0.5, 1e-7, 1.0])
+    assert features.dead_filters(gains) == [2, 4]
+    assert features.dead_filters(torch.tensor([2.0, 1.5, 0.5, 0.01])) == []   # weak, not dead
 
 
 def test_rises_at_every_stage():

@@ -59,7 +59,39 @@ def test_filter_response_is_the_dot_product_with_each_patch():
     assert torch.isclose(response[1, 2], (w * x[:, 2:5, 4:7]).sum(), atol=1e-5)
 
 
+def test_filter_response_loop_equals_conv2d():
+    x, w = torch.randn(3, 9, 8), torch.randn(3, 3, 3)
+    expected = torch.nn.functional.conv2d(x[None], w[None], stride=2)[0, 0]
+    assert torch.allclose(features.filter_response(x, w, stride=2), expected, atol=1e-5)
+
+
+def test_effective_gains_fold_the_batchnorm():
+    class Spec:
+        layers = {"first_conv": "0"}
+
+        def layer(self, role):
+            return self.layers[role]
+    conv, bn = torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -2.0, 1.0, 0.5]))
+        bn.running_var.copy_(torch.tensor([1.0, 1.0, 4.0, 0.25]) - bn.eps)
+    net = torch.nn.Sequential(conv, bn, torch.nn.ReLU())
+    net.spec = Spec()
+    norms = conv.weight.detach().flatten(1).norm(dim=1)
+    expected = norms * torch.tensor([1.0, 2.0, 0.5, 1.0])
+    assert torch.allclose(features.effective_gains(net), expected, atol=1e-5)
+    plain = torch.nn.Sequential(conv, torch.nn.ReLU())              # no BatchNorm (AlexNet)
+    plain.spec = Spec()
+    assert torch.allclose(features.effective_gains(plain), norms)
+
+
 def test_gallery_photos_all_have_a_subject():
     names = [name for name, _ in features.gallery_photos()]
     assert len(names) == len(set(names)) >= 20
     assert set(names) == set(features.GALLERY_SUBJECTS)
+
+
+def test_neighbour_counts_find_the_hub():
+    points = torch.tensor([[0.0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]])   # the centre is a hub
+    counts = features.neighbour_counts(points, k=1)
+    assert counts[0] == 4 and counts.sum() == 5

@@ -218,6 +218,7 @@ def test_the_walk_covers_every_model_taking_function():
     """A new public function that takes a model must join the walk (or be listed here as
     one that does not run it)."""
     not_running = {"features.first_layer_filters", "features.plot_filters", "hooks.model_guard",
+                   "features.effective_gains", "features.following_batchnorm",
                    "hooks.count_hooks", "hooks.model_spec", "hooks.layer_path",
                    "hooks.resolve_layer", "hooks.unclipped_layer", "hooks.capture_activations",
                    "hooks.graph_from_layers", "models.class_labels", "models.valid_range",

@@ -1,7 +1,9 @@
 """First-layer filters, activation maps and feature-space neighbours (notebook 01).
 
-Krizhevsky et al. (2012), Fig. 3: the 96 learned 11×11×3 conv1 kernels, each shown as a
-small colour image; Fig. 4: images whose last-hidden-layer (fc7, 4096-d) vectors are
+Krizhevsky et al. (2012), Fig. 3: the 96 learned 11×11×3 conv1 kernels (48 on each of the
+two GPUs they trained on), each shown as a small colour image; torchvision's ``alexnet`` is
+the later one-GPU variant with 64. Zeiler & Fergus (2014, Fig. 6 and §4.1): some of those
+kernels are "dead" (no structure) and some alias, from the 11×11 kernels at stride 4. Fig. 4: images whose last-hidden-layer (fc7, 4096-d) vectors are
 closest in Euclidean distance to a query's, although their pixels are far apart.
 """
 import numpy as np
@@ -31,8 +33,16 @@ def filter_response(x, w, stride=1):
 
     (a cross-correlation: the filter is not flipped). A conv layer's map for channel c is
     this, plus the channel's bias, before the layer's normalisation and activation.
+    ``torch.nn.functional.conv2d(x[None], w[None], stride=stride)[0, 0]`` is the same, fast.
     """
-    return torch.nn.functional.conv2d(x[None], w[None], stride=stride)[0, 0]
+    k = w.shape[-1]
+    rows, cols = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    response = torch.zeros(rows, cols, dtype=x.dtype)
+    for i in range(rows):
+        for j in range(cols):
+            patch = x[:, i * stride: i * stride + k, j * stride: j * stride + k]
+            response[i, j] = (w * patch).sum()
+    return response
 
 
 def filter_tiles(weights, upscale=1):
@@ -50,8 +60,42 @@ def filter_tiles(weights, upscale=1):
 
 
 def filter_norms(weights):
-    """L2 norm of each filter: which ones the network relies on most."""
+    """L2 norm of each filter ‖w‖₂ (before any normalisation layer that follows)."""
     return weights.flatten(1).norm(dim=1)
+
+
+def following_batchnorm(model, conv):
+    """The BatchNorm2d that normalises ``conv``'s output (the next module after it with as
+    many features as it has filters), or None (e.g. AlexNet has none)."""
+    modules = list(model.modules())
+    for module in modules[modules.index(conv) + 1:]:
+        if isinstance(module, torch.nn.Conv2d):
+            return None
+        if isinstance(module, torch.nn.BatchNorm2d) and module.num_features == conv.out_channels:
+            return module
+    return None
+
+
+def effective_gains(model):
+    """How strongly each first-layer filter drives its channel, a BatchNorm that follows
+    folded in. In eval mode BatchNorm computes γ (z − μ) / √(σ² + ε) + β from the conv's
+    output z = ⟨w, patch⟩, so the channel's output changes by ‖w‖ · |γ| / √(σ² + ε) per unit
+    of input along w: the filter's gain. Without BatchNorm the gain is ‖w‖."""
+    conv = resolve_layer(model, "first_conv")
+    gains = filter_norms(first_layer_filters(model))
+    bn = following_batchnorm(model, conv)
+    if bn is not None:
+        gains = gains * bn.weight.detach().abs().cpu() / torch.sqrt(bn.running_var.cpu() + bn.eps)
+    return gains
+
+
+def dead_filters(gains, ratio=1e-3):
+    """Indices of "dead" filters (Zeiler & Fergus 2014, Fig. 6): a gain below ``ratio`` of the
+    median filter's. A thousandth of a typical gain moves the channel by less than 0.1 % of what
+    the same patch does to a typical channel: its map is the constant β, and rescaling its
+    weights to [0, 1] would only stretch float rounding noise into a pattern."""
+    gains = torch.as_tensor(gains)
+    return torch.nonzero(gains < ratio * gains.median()).flatten().tolist()
 
 
 @torch.no_grad()
@@ -70,36 +114,61 @@ def strongest_channels(activation, k=6):
     return activation[0].flatten(1).mean(dim=1).topk(k).indices.tolist()
 
 
-def most_varying_channels(activation, k=6):
-    """Indices of the k channels whose map varies most over the image (spatial std).
+def channel_contrast(activation, border=1):
+    """Each channel's contrast on each image: the spatial std of its map, n×C, with a frame
+    of ``border`` cells left out (zero padding makes the map's edge an outlier: one bright
+    frame or one border cell would otherwise rank a channel that found nothing inside)."""
+    if border and min(activation.shape[-2:]) > 2 * border + 1:
+        activation = activation[..., border:-border, border:-border]
+    return activation.flatten(2).float().std(dim=2).cpu()
+
+
+def most_varying_channels(activation, k=6, border=1):
+    """Indices of the k channels whose map varies most over the image (``channel_contrast``
+    of the first image, the map's 1-cell frame left out).
 
     A channel that is "on" everywhere says little about this picture; one whose map has
     strong contrast has found something specific in it: an edge, a texture, an eye.
     """
-    return activation[0].flatten(1).std(dim=1).topk(k).indices.tolist()
+    return channel_contrast(activation[:1], border)[0].topk(k).indices.tolist()
 
 
-def channel_agreement(act_a, act_b, shuffles=1000, seed=0, quantile=0.95):
-    """Do two photos light up the same channels of a layer? (ρ, chance threshold)
+def _mean_pairwise_rho(ranks):
+    """Mean Spearman ρ over all pairs of rows of a rank matrix (n×C), for each of a stack
+    of such matrices (S×n×C)."""
+    z = ranks - ranks.mean(axis=-1, keepdims=True)
+    z /= np.linalg.norm(z, axis=-1, keepdims=True)
+    gram = z @ np.swapaxes(z, -1, -2)                         # S×n×n of ρ
+    n = ranks.shape[-2]
+    return (gram.sum(axis=(-1, -2)) - n) / (n * (n - 1))
+
+
+def channel_agreement(activation, shuffles=1000, seed=0, quantile=0.95):
+    """Do different photos give their contrast to the same channels of a layer? (ρ, chance)
 
     ρ: Spearman rank correlation, over the layer's channels, of each channel's contrast
-    (spatial std of its map) on photo a and on photo b (first image of each batch). Chance:
-    the ``quantile`` of ρ when b's channels are shuffled (channel identities ignored), so
-    ρ above it means the same channels tend to be the contrasted ones on both photos.
+    (``channel_contrast``) on photo i and on photo j, averaged over every pair of photos of
+    the batch. It is high when a channel's contrast has a typical size whatever the photo
+    (generic channels), near 0 when which channels stand out depends on the photo. Chance:
+    the ``quantile`` of the same mean when each photo's channels are shuffled on their own
+    (channel identities carry nothing from photo to photo).
     """
-    from scipy.stats import spearmanr
-    a = act_a[0].flatten(1).float().std(dim=1).cpu().numpy()
-    b = act_b[0].flatten(1).float().std(dim=1).cpu().numpy()
-    rho = float(spearmanr(a, b).statistic)
+    from scipy.stats import rankdata
+    contrast = channel_contrast(activation).numpy()
+    if contrast.shape[0] < 2:
+        raise ValueError("Agreement compares photos: give a batch of at least two.")
+    ranks = rankdata(contrast, axis=1).astype(np.float32)
     rng = np.random.default_rng(seed)
-    null = [spearmanr(a, rng.permutation(b)).statistic for _ in range(shuffles)]
-    return rho, float(np.quantile(null, quantile))
+    shuffled = rng.permuted(np.broadcast_to(ranks, (shuffles, *ranks.shape)), axis=-1)
+    return float(_mean_pairwise_rho(ranks)), float(np.quantile(_mean_pairwise_rho(shuffled),
+                                                              quantile))
 
 
-def same_channels_respond(act_a, act_b):
-    """True if two photos contrast the same channels more than shuffled channels would
-    (``channel_agreement``'s ρ above its 95th percentile of shuffles)."""
-    rho, chance = channel_agreement(act_a, act_b)
+def same_channels_respond(activation):
+    """True if the photos of the batch give their contrast to the same channels more than
+    shuffled channels would (``channel_agreement``'s mean ρ above the 95th percentile of its
+    shuffles). False says: no agreement detectable, not that the photos use other channels."""
+    rho, chance = channel_agreement(activation)
     return rho > chance
 
 
@@ -157,6 +226,13 @@ def nearest_lists(vectors, k=5):
     distances = torch.cdist(vectors, vectors)
     distances.fill_diagonal_(float("inf"))
     return distances.argsort(dim=1)[:, :k].numpy()
+
+
+def neighbour_counts(vectors, k=5):
+    """How many other rows count each row among their k nearest (a "hub" is everyone's
+    neighbour: in Euclidean distance, a flat image near the mean is close to every image)."""
+    found = nearest_lists(vectors, k)
+    return np.bincount(found.flatten(), minlength=len(found))
 
 
 def label_share(neighbours, labels):
@@ -275,19 +351,29 @@ def selectivity(activation):
 
 # ---------------------------------------------------------------- figures (pure functions)
 
-def plot_filters(model, ncols=6, upscale=None):
-    """The first-layer filters as a grid of colour tiles (Krizhevsky et al., Fig. 3)."""
+def plot_filters(model, ncols=5, upscale=None, size=2.2):
+    """The first-layer filters as a grid of colour tiles (Krizhevsky et al., Fig. 3), sorted
+    by ``effective_gains`` (largest first); dead filters (``dead_filters``) are drawn as a
+    flat grey tile marked "dead" instead of their rescaled float noise."""
     from .plotting import grid_axes
     weights = first_layer_filters(model)
     k = weights.shape[-1]
     upscale = upscale or max(1, 24 // k)
-    order = filter_norms(weights).argsort(descending=True)      # strongest first
+    gains = effective_gains(model)
+    dead = set(dead_filters(gains))
+    order = gains.argsort(descending=True).tolist()
     tiles = filter_tiles(weights[order], upscale)
-    fig, axes = grid_axes(len(tiles), ncols=min(ncols, len(tiles)), size=2.0,
-                          title=f"{model.spec.name}: {len(tiles)} first-layer filters, "
-                                f"{k}×{k}×3 (strongest first)")
-    for ax, tile in zip(axes, tiles):
-        ax.imshow(tile, interpolation="nearest")
+    fig, axes = grid_axes(len(tiles), ncols=min(ncols, len(tiles)), size=size,
+                          title=f"{model.spec.name}: {len(tiles)} first-layer filters, {k}×{k}×3, "
+                                f"largest gain first; {len(dead)} dead")
+    for ax, tile, index in zip(axes, tiles, order):
+        if index in dead:
+            ax.imshow(np.full_like(tile, 0.5), vmin=0, vmax=1)
+            ax.text(0.5, 0.5, "dead", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=13, color="white", fontweight="bold")
+        else:
+            ax.imshow(tile, interpolation="nearest")
+        ax.set_title(f"#{index}", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -296,20 +382,31 @@ def plot_stage_overview(image, activations, n_channels=4, title=None):
     """One row per stage: the input, then its n most varying channels as gray maps."""
     import matplotlib.pyplot as plt
     names = list(activations)
+    row_height = 2.6 * image.size[1] / image.size[0] + 0.6          # panel + two title lines
     fig, axes = plt.subplots(len(names), n_channels + 1, squeeze=False,
-                             figsize=(2.6 * (n_channels + 1), 2.6 * len(names)))
+                             figsize=(2.6 * (n_channels + 1), row_height * len(names)))
     for row, name in enumerate(names):
         act = activations[name]
         axes[row, 0].imshow(image)
         axes[row, 0].set_title(f"{name}\n{act.shape[1]}×{act.shape[2]}×{act.shape[3]}", fontsize=10)
         for col, channel in enumerate(most_varying_channels(act, n_channels), start=1):
-            axes[row, col].imshow(act[0, channel].cpu(), cmap="gray")
+            values = act[0, channel].float().cpu()
+            inner = values[1:-1, 1:-1]                    # the grey scale ignores the frame
+            axes[row, col].imshow(values, cmap="gray", vmin=float(inner.min()),
+                                  vmax=float(inner.max()), extent=photo_extent(image))
             axes[row, col].set_title(f"ch {channel}", fontsize=11)
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title or "Channels with the most contrast at each stage (bright = strong)")
     fig.tight_layout()
     return fig
+
+
+def photo_extent(image):
+    """``imshow`` extent that stretches a (square) map over the photo's own width × height:
+    the network sees the photo squashed to a square, shown back at the photo's shape."""
+    width, height = image.size
+    return (0, width, height, 0)
 
 
 def plot_channel(image, activation, channel, layer_name=""):
@@ -325,6 +422,7 @@ def plot_channel(image, activation, channel, layer_name=""):
     axes[0].axis("off")
     axes[0].set_title("input")
     show_map(first, ax=axes[1], cmap="gray")
+    axes[1].images[0].set_extent(photo_extent(image))
     show_heatmap(image, first, ax=axes[2])
     for ax in axes[1:]:
         ax.images[-1].colorbar.set_label(STRETCHED, fontsize=10)
