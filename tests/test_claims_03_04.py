@@ -143,3 +143,73 @@ def test_same_numbers_takes_a_tensor_that_requires_grad_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert same_numbers(a, torch.ones(3)) and not same_numbers(a, torch.zeros(3))
+
+
+# ----------------------------------------------------------------------------- 03, second pass
+def test_the_deconvnet_changes_with_the_image_only_with_switches():
+    from utils.deconvnet import changes_with_image
+    torch.manual_seed(1)
+    pooled = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                           nn.Conv2d(4, 2, 3, padding=1), nn.ReLU()).eval()
+    # the rule form routes through max-pool's switches: it equals the switch form (test_deconvnet)
+    with_switches = _projections(pooled, "4", (2, 2), "deconvnet")
+    assert changes_with_image(with_switches)
+    torch.manual_seed(1)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 2, 3, padding=1), nn.ReLU()).eval()
+    assert not changes_with_image(_projections(plain, "3", (4, 4), "deconvnet"))   # no switches
+    assert changes_with_image(_projections(plain, "3", (4, 4), "guided"))          # forward mask
+    assert not changes_with_image(with_switches[:1])                               # one image: no pair
+
+
+def test_one_place_is_where_the_unit_is_positive_on_the_most_images():
+    from utils.deconvnet import one_place
+    acts = -torch.ones(4, 2, 3, 3)
+    acts[[0, 2, 3], 1, 2, 1] = 1.0
+    acts[[1], 1, 0, 0] = 1.0
+    assert one_place(acts, 1) == ((2, 1), [0, 2, 3])
+
+
+def test_edge_agreement_is_high_on_the_edge_and_chance_elsewhere():
+    from utils.deconvnet import edge_agreement
+    photo = torch.zeros(32, 32, 3)
+    photo[:, 16:] = 1.0                                       # one vertical edge at x = 16
+    on_edge = torch.zeros(3, 32, 32)
+    on_edge[:, :, 14:18] = 1.0
+    box = (0, 0, 32, 32)
+    assert edge_agreement(on_edge, photo.numpy(), box) > 0.9
+    off_edge = torch.zeros(3, 32, 32)
+    off_edge[:, :, 0:4] = 1.0                                 # far from the edge
+    assert edge_agreement(off_edge, photo.numpy(), box) < 0
+    assert edge_agreement(torch.ones(3, 32, 32), photo.numpy(), box) == 0.0   # flat: no layout
+
+
+def test_grid_extent_centres_each_cell_on_its_square():
+    from utils.occlusion import grid_extent, positions
+    tops = lefts = positions(224, 48, 16)
+    left, right, bottom, top = grid_extent(tops, lefts, 48, 16)
+    assert (left, top) == (24 - 8, 24 - 8) and (right, bottom) == (200 + 8, 200 + 8)
+    cell = (right - left) / len(lefts)
+    assert cell == 16 and left + cell * 2.5 == lefts[2] + 24       # cell 2's centre, square 2's centre
+
+
+def test_show_heatmap_limits_share_one_scale():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from utils.plotting import show_heatmap
+    fig, axes = plt.subplots(1, 2)
+    for ax, top in zip(axes, (0.5, 0.8)):
+        show_heatmap(torch.rand(8, 8, 3).numpy(), torch.linspace(0, top, 64).view(8, 8).numpy(), ax=ax,
+                     limits=(0.0, 0.8), colorbar=False)
+    assert [ax.images[-1].get_clim() for ax in axes] == [(0.0, 0.8), (0.0, 0.8)]
+    show_heatmap(torch.rand(8, 8, 3).numpy(), torch.linspace(0, 0.5, 64).view(8, 8).numpy(), ax=axes[0],
+                 colorbar=False)
+    assert axes[0].images[-1].get_clim() == (0.0, 0.5)            # the default still stretches
+    plt.close(fig)
+
+
+def test_one_place_breaks_ties_towards_the_centre():
+    from utils.deconvnet import one_place
+    acts = torch.ones(2, 1, 5, 5)                     # positive everywhere on both images
+    assert one_place(acts, 0) == ((2, 2), [0, 1])

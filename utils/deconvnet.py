@@ -218,3 +218,52 @@ def same_picture_on_every_image(projections, tolerance=1e-3):
     """
     pairs = projection_correlations(projections)
     return len(pairs) > 0 and min(pairs) >= 1 - tolerance
+
+
+def changes_with_image(projections, tolerance=1e-3):
+    """True if the projections of one unit at one place, on different images (N×3×H×W), are
+    not all the same picture up to scale: some pair has |correlation| < 1 − ``tolerance``.
+
+    The claim is Zeiler & Fergus': the switches carry each image's "where" into the
+    reconstruction. Without switches and without the forward mask (the deconvnet rule on a
+    network without max-pooling) the way down uses nothing of the image, every pair scores
+    |r| = 1 and this is False; ``tolerance`` covers float round-off only.
+    """
+    return len(projection_correlations(projections)) > 0 and \
+        not same_picture_on_every_image(projections, tolerance)
+
+
+def one_place(activations, channel):
+    """The position (y, x) where ``channel`` is positive on the most images of a batch of
+    N×C×H×W activations, and the indices of those images: the place where one unit can be
+    compared across images (a unit at 0 projects nothing). Of tied positions, the one nearest
+    the map's centre (its projection is least cut by the image's border)."""
+    positive = activations[:, channel] > 0
+    count = positive.sum(0)
+    height, width = count.shape
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    off_centre = (ys - (height - 1) / 2) ** 2 + (xs - (width - 1) / 2) ** 2
+    score = count.double().cpu() * (height * width) ** 2 - off_centre.double()   # count first
+    y, x = divmod(int(score.flatten().argmax()), width)
+    return (y, x), positive[:, y, x].nonzero().flatten().tolist()
+
+
+def edge_agreement(projection, photo, box, blur=5):
+    """Pearson r, inside ``box`` = (x0, y0, x1, y1), between where a 3×H×W projection is
+    strong (|projection| summed over colours) and where the H×W×3 photo has edges (the
+    gradient magnitude of its grey version), both averaged over ``blur`` × ``blur`` pixels
+    (the stride-2 layers leave a checkerboard in every projection).
+
+    0 is chance: a picture whose layout has nothing to do with the photo's edges.
+    """
+    grey = torch.as_tensor(photo, dtype=torch.float64).mean(-1)
+    dy, dx = torch.gradient(grey)
+    strong = projection.detach().double().abs().sum(0).cpu()
+
+    def smooth(m):
+        return F.avg_pool2d(m[None, None], blur, 1, blur // 2, count_include_pad=False)[0, 0]
+
+    x0, y0, x1, y1 = box
+    pair = torch.stack([smooth(strong)[y0:y1, x0:x1].flatten(),
+                        smooth((dx ** 2 + dy ** 2).sqrt())[y0:y1, x0:x1].flatten()])
+    return torch.corrcoef(pair)[0, 1].nan_to_num(0.0).item()

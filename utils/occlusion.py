@@ -1,12 +1,13 @@
 """Occlusion sensitivity (Zeiler & Fergus 2014, Fig. 7): does the classifier look at the object?
 
 Slide a grey square over the image. For every position of the square record, in one batched
-forward pass over all occluded copies:
+forward pass over all occluded copies (letters as in the paper's Fig. 7, whose panel (a) is
+the photo and (c) the feature map's deconvnet projection, ``utils.deconvnet``):
 
-(a) p(true class), the softmax probability of the class of interest;
 (b) the total activation of one feature map (by default the strongest map of the last conv
     block on the *unoccluded* image);
-(c) the most probable label.
+(d) the softmax probability of the class of interest (the paper: the correct class);
+(e) the most probable label.
 
 "Grey" is the mean colour of the training set, which is 0 after normalisation: the occluder
 removes information without adding an edge of some colour. The paper gives neither the
@@ -92,10 +93,10 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
 
     Returns a dict of tensors with one grid row per occluder row:
 
-    * ``"prob"``    N×R×C probability of ``target`` with the square at each position (a);
+    * ``"prob"``    N×R×C probability of ``target`` with the square at each position (d);
     * ``"feature"`` N×R×C total activation of map ``channel`` of ``layer`` (b), if a layer is given;
       ``channel`` defaults to the strongest map of each unoccluded image (returned as ``"channel"``);
-    * ``"label"``   N×R×C most probable class index (c);
+    * ``"label"``   N×R×C most probable class index (e);
     * ``"clean_prob"`` p(target) without occluder; ``"target"`` the classes (None: top-1);
       ``"tops"``, ``"lefts"``: square corners.
 
@@ -165,6 +166,15 @@ def to_pixels(grid, size, stride, shape):
     return (total / count).float()
 
 
+def grid_extent(tops, lefts, size, stride):
+    """``imshow`` extent (left, right, bottom, top), in the image's pixels, that draws an R×C
+    occlusion grid over the photo: cell (r, c) becomes a stride-wide square centred on the
+    centre of the square that made it, (lefts[c] + size/2, tops[r] + size/2)."""
+    half = stride / 2
+    return (lefts[0] + size / 2 - half, lefts[-1] + size / 2 + half,
+            tops[-1] + size / 2 + half, tops[0] + size / 2 - half)
+
+
 class LiveOccluder:
     """One grey square at a time, for a slider: where it is, what the network says.
 
@@ -213,8 +223,9 @@ def label_change_rates(labels, target, tops, lefts, size, box):
 
 
 def hiding_object_changes_label(labels, target, tops, lefts, size, box):
-    """Zeiler & Fergus' reading of occlusion map (c): the label changes more often when the
-    square hides the object (its centre in ``box``) than when it hides anything else.
+    """Zeiler & Fergus' reading of occlusion map (e): the label changes more often when the
+    square's centre is on the object (in ``box``) than at the other positions, all pooled
+    (one rate for the rest of the image, not one per other object).
 
     Chance is equality: a network that ignored the object would change its label as often
     wherever the square sits. No other threshold.

@@ -196,11 +196,12 @@ def show_images(images, titles=None, ncols=None, size=2.6, title=None, cmap=GRAY
 
 
 def show_heatmap(image, heatmap, ax=None, title=None, alpha=0.55, cmap=HEAT_CMAP,
-                 colorbar=True, signed=False):
+                 colorbar=True, signed=False, limits=None):
     """Overlay a map (any resolution) on a grayscale copy of ``image``, with a colour bar.
 
     The map is upsampled bilinearly to the image size; ``signed=True`` centres a diverging
-    colour map on zero instead of stretching to [min, max].
+    colour map on zero instead of stretching to [min, max]; ``limits`` = (vmin, vmax) sets
+    the colour scale instead (one scale shared by several panels).
     """
     base = to_numpy_image(image)
     gray = base.mean(axis=2) if base.ndim == 3 else base
@@ -212,7 +213,8 @@ def show_heatmap(image, heatmap, ax=None, title=None, alpha=0.55, cmap=HEAT_CMAP
         bound = float(np.abs(values).max()) or 1.0
         shown = ax.imshow(values, cmap=SIGNED_CMAP, alpha=alpha, vmin=-bound, vmax=bound)
     else:
-        shown = ax.imshow(values, cmap=cmap, alpha=alpha)
+        vmin, vmax = limits if limits is not None else (None, None)
+        shown = ax.imshow(values, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
     return _finish_panel(ax, shown, title, colorbar)
 
 
