@@ -140,6 +140,25 @@ CALLS = {
                                                             progress=False),
     "occlusion.LiveOccluder": lambda m, x: occlusion.LiveOccluder(m, x, size=16)(8, 8),
     "evaluation.methods_for": lambda m, x: evaluation.methods_for(m, x),
+    "deepdream.guide_likeness": lambda m, x: deepdream.guide_likeness(m, x, x.flip(-1), "blocks.4"),
+    "deepdream.closer_to_guide": lambda m, x: deepdream.closer_to_guide(m, x, x, x.flip(-1),
+                                                                        "blocks.4"),
+    "exercises.completeness_error": lambda m, x: exercises.completeness_error(
+        m, x, 1, torch.zeros_like(x), 2),
+    "exercises.check_ig_steps": lambda m, x: exercises.check_ig_steps(
+        m, x, 1, torch.zeros_like(x), 0.5, [8], 128, 0.01),
+    "fooling.random_sign_perturbation": lambda m, x: fooling.random_sign_perturbation(x, 0.01,
+                                                                                       model=m),
+    "fooling.fooled_by_direction": lambda m, x: fooling.fooled_by_direction(m, x, x, 1, trials=2),
+    "inversion.code_error": lambda m, x: inversion.code_error(m, x, x, "blocks.4"),
+    "receptive_field.whole_field_input": lambda m, x: receptive_field.whole_field_input(m,
+                                                                                        "blocks.4"),
+    "style.normalise": lambda m, x: style.normalise(m, ["cat"], size=32),
+    "style.features": lambda m, x: style.features(m, x, ["stem"]),
+    "style.layer_shares": lambda m, x: style.layer_shares(
+        m, x, style.source_grams(m, x, ["stem", "blocks.2"])),
+    "style.balanced_ratio": lambda m, x: style.balanced_ratio(m, x, x.flip(-1), content_at="blocks.2",
+                                                              style_at=["stem"]),
 }
 # on a plain Conv/ReLU/MaxPool chain, with a 1×3×32×32 input
 ZF_CALLS = {
@@ -228,7 +247,7 @@ def test_the_walk_covers_every_model_taking_function():
                    "style.style_layers", "style.content_layer", "fixations.trace",
                    "cam.classifier_weights", "exercises.check_first_conv_parameters",
                    "images.input_channels", "images.image_batch", "images.one_image",
-                   "style.single_image", "widgets.layer_picker"}
+                   "style.single_image", "widgets.layer_picker", "fixations.walk_places"}
     walked = {name.split("(")[0] for name in list(CALLS) + list(ZF_CALLS)}
     missing = []
     for module_name in ["attribution", "cam", "class_model", "deconvnet", "deepdream",
