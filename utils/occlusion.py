@@ -87,6 +87,23 @@ def _module_path(model, layer):
 
 
 @torch.no_grad()
+def score_positions(forward, jobs, tops, lefts, batch_size, size, fill, target, channels=None,
+                    progress=True):
+    """The heart of occlusion: for each job (image i, first position), ``forward`` runs the
+    batch of occluded copies of image i; keep the probability of ``target[i]`` (d), the
+    most probable label (e) and, given ``channels``, the total activation of the image's map (b)."""
+    probs, labels, feats = [], [], []
+    for i, start in progress_bar(jobs, progress, "occlusion"):
+        logits, maps = forward(i, tops[start:start + batch_size], lefts[start:start + batch_size],
+                               size, fill)
+        p = logits.softmax(dim=1)
+        probs.append(p[:, target[i]])
+        labels.append(p.argmax(dim=1))
+        if channels is not None:
+            feats.append(maps[:, channels[i]].flatten(1).sum(1))
+    return probs, labels, feats
+
+
 def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, channel=None,
               batch_size=64, progress=True, incremental=True):
     """Occlusion maps for each image of the batch ``x`` (N×3×H×W, normalised).
@@ -113,7 +130,6 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
     rows, cols = positions(height, size, stride), positions(width, size, stride)
     tops = [t for t in rows for _ in cols]
     lefts = [left for _ in rows for left in cols]
-    probs, feats, labels = [], [], []
     jobs = [(i, s) for i in range(n) for s in range(0, len(tops), batch_size)]
     with model_guard(model):
         with capture_activations(model, [layer] if layer is not None else []) as acts:
@@ -130,14 +146,9 @@ def occlusion(model, x, target=None, size=32, stride=16, fill=0.0, layer=None, c
             except TracingError as err:
                 warnings.warn(f"{err} Occlusion runs every occluded image through the whole "
                               "network instead (same result, slower).", stacklevel=2)
-        for i, start in progress_bar(jobs, progress, "occlusion"):
-            logits, maps = forward(i, tops[start:start + batch_size],
-                                   lefts[start:start + batch_size], size, fill)
-            p = logits.softmax(dim=1)
-            probs.append(p[:, targets[i]])
-            labels.append(p.argmax(dim=1))
-            if layer is not None:
-                feats.append(maps[:, channels[i]].flatten(1).sum(1))
+        probs, labels, feats = score_positions(forward, jobs, tops, lefts, batch_size, size, fill,
+                                               targets, channels if layer is not None else None,
+                                               progress)
 
     def grid(parts):
         return torch.cat(parts).view(n, len(rows), len(cols)).cpu()
