@@ -40,3 +40,18 @@ def test_overlapping_and_cut_off_texts_are_found():
     assert any("cut off" in line for line in unreadable_texts(edge))
     assert not any("cut off" in line for line in unreadable_texts(edge, cropped_to_figure=False))
     plt.close("all")
+
+
+def test_maps_are_drawn_from_tensors_that_record_gradients():
+    """A saliency map straight from autograd (or from a GPU) is drawn without a raw error."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from utils.plotting import map_array, normalize_map, resize_map, show_map, update_map
+
+    values = torch.rand(4, 4, requires_grad=True) * 2
+    assert map_array(values).dtype == np.float32 and normalize_map(values).max() == 1.0
+    assert resize_map(values, (8, 8)).shape == (8, 8)
+    ax = show_map(values)
+    update_map(ax.images[0], values * 3)
+    plt.close("all")

@@ -155,16 +155,24 @@ def to_numpy_image(image):
     return image
 
 
+def map_array(values):
+    """A map as a float32 NumPy array, whatever it came as: a list, an array, or a tensor
+    (on a GPU, or still recording gradients)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu()
+    return np.asarray(values, dtype=np.float32)
+
+
 def normalize_map(values):
     """Rescale to [0, 1] for display only (never threshold a display-normalised map)."""
-    values = np.asarray(values, dtype=np.float32)
+    values = map_array(values)
     low, high = values.min(), values.max()
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
 def resize_map(heatmap, size):
     """Bilinear upsampling of an h×w map to (H, W), as CAM and Grad-CAM do."""
-    tensor = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))[None, None]
+    tensor = torch.as_tensor(map_array(heatmap))[None, None]
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
@@ -237,7 +245,7 @@ def update_map(shown, values, signed=False, limits=None):
     ``limits`` fixes it. The map keeps its place on the axes at any resolution. Returns the
     artists to draw again, for ``widgets.connect``: the map, and its colour bar if its range
     changed (a fixed range saves redrawing the colour bar's ticks)."""
-    values = np.asarray(values, dtype=np.float32)
+    values = map_array(values)
     shown.set_data(values)
     if limits is not None:
         shown.set_clim(*limits)
@@ -251,5 +259,5 @@ def show_map(values, ax=None, title=None, cmap=HEAT_CMAP, colorbar=True):
     """A single 2-D map (activation, saliency) on its own, with a colour bar."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.2))
-    shown = ax.imshow(np.asarray(values), cmap=cmap)
+    shown = ax.imshow(map_array(values), cmap=cmap)
     return _finish_panel(ax, shown, title, colorbar)
