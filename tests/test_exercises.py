@@ -34,6 +34,18 @@ def test_receptive_field_checks(capsys):
     from utils.receptive_field import Axis, ReceptiveField
     field = ReceptiveField("head", Axis(851, 32, 31), Axis(851, 32, 31), (7, 7), 224)
     verdicts(capsys, lambda a: X.check_jump(field, a), 32, 16)
+    verdicts(capsys, X.check_vgg_pool5_jump, 32, 10)        # 10 adds the five strides
+
+
+def test_nms_dropped_check(capsys):
+    from utils import patches as P
+    boxes = [(0, 0, 10, 10), (2, 0, 12, 10), (20, 0, 30, 10), (40, 0, 50, 10)]
+    scores = [4.0, 3.0, 2.0, 1.0]
+    bank = type("Bank", (), {"top_regions": lambda self, layer, channel, k, iou: [
+        P.Hit(int(i), scores[i], boxes[i]) for i in P.nms(boxes, scores, iou, k=k)]})()
+    # IoU of the first two boxes is 8/12: kept at 0.7, dropped at 0.1; k=3
+    check = lambda a: X.check_nms_dropped(bank, "l", 0, a, k=3, iou=0.7, strict=0.1)  # noqa: E731
+    verdicts(capsys, check, 1, 2)
 
 
 def test_alpha_and_box(capsys):

@@ -5,7 +5,8 @@ import torchvision
 from torch import nn
 
 from utils.models import REGISTRY
-from utils.receptive_field import Axis, receptive_field, receptive_fields, gradient_footprint
+from utils.receptive_field import (Axis, gradient_footprint, receptive_field, receptive_fields,
+                                  whole_field_input)
 
 
 def tv(name):
@@ -104,3 +105,14 @@ def test_box_and_errors():
     assert Axis(3, 2, 1).through(3, 1, 1) == Axis(7, 2, 1)
     with pytest.raises(KeyError, match="No layer"):
         receptive_field(tv("alexnet"), "features.99")
+
+
+def test_whole_field_input_grows_until_a_field_fits():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv2d(2, 2, 3, dilation=120, padding=120)).eval()   # field 483 px
+    field, (y, x) = whole_field_input(net, "2")
+    x0, y0, x1, y1 = field.box(y, x, clip=False)
+    assert field.size == 483 and field.input_size >= 483
+    assert min(x0, y0) >= 0 and max(x1, y1) <= field.input_size
+    small, _ = whole_field_input(net[:1], "0")                  # 3 px: the default size holds it
+    assert small.input_size == 224

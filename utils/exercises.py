@@ -111,8 +111,33 @@ def check_vgg_conv4_3(answer):
 def check_jump(field, answer):
     """The jump (total stride) of a layer whose ``ReceptiveField`` is ``field``."""
     return verdict(answer == field.jump, f"Right: {field.jump:g} px between neighbouring units.",
-                   f"Not quite: {answer} is not it. Hint: multiply all the strides up to "
-                   f"{field.layer}.", answered=answer is not None)
+                   f"Not quite: {answer} is not it. Hint: multiply (do not add) all the strides "
+                   f"up to {field.layer}.", answered=answer is not None)
+
+
+def check_vgg_pool5_jump(answer):
+    """02: the jump of VGG-16's pool5 (``features.30``), worked out by hand."""
+    import torchvision
+
+    from .receptive_field import receptive_field
+    vgg = torchvision.models.get_model("vgg16", weights=None)
+    return check_jump(receptive_field(vgg, "features.30", input_size=224), answer)
+
+
+def check_nms_dropped(bank, layer, channel, answer, k=16, iou=0.3, strict=0.1):
+    """02: how many of a channel's top ``k`` at NMS IoU ``iou`` are gone from its top ``k`` at
+    the stricter ``strict`` (R-CNN's 0.1)."""
+    usual = {hit.region for hit in bank.top_regions(layer, channel, k=k, iou=iou)}
+    stricter = {hit.region for hit in bank.top_regions(layer, channel, k=k, iou=strict)}
+    right = len(usual - stricter)
+    hint = (f"Not quite: {answer} is how many stay; count those that leave." if answer == k - right
+            and answer != right else
+            f"Not quite: {answer} is not it. Hint: the regions (hit.region) of "
+            f"bank.top_regions(layer, channel, k={k}, iou={iou}) that are not among those of "
+            f"iou={strict}.")
+    return verdict(answer == right, f"Right: {right} of the top {k} leave; the stricter NMS "
+                   "puts other photos' regions, or other spots, in their place.", hint,
+                   answered=answer is not None)
 
 
 # --- 03 occlusion and the deconvnet -------------------------------------------------------

@@ -186,12 +186,11 @@ class FeatureBank:
         w_map = field.shape[1]
         if y is None and x is None:
             flat = self.where[layer][:, channel]
-            ys, xs = flat // w_map, flat % w_map
-        else:
-            ys = np.full(len(self.regions), y)
-            xs = np.full(len(self.regions), x)
-        x0, y0, x1, y1 = (np.array(v, dtype=np.float64) for v in zip(*[field.box(a, b) for a, b
-                                                                      in zip(ys, xs)]))
+            cells = zip(flat // w_map, flat % w_map)
+            x0, y0, x1, y1 = (np.array(v, dtype=np.float64)
+                              for v in zip(*[field.box(a, b) for a, b in cells]))
+        else:                                    # one unit: the same box in every region
+            x0, y0, x1, y1 = field.box(y, x)
         boxes = self.regions.boxes
         sx = (boxes[:, 2] - boxes[:, 0]) / self.size
         sy = (boxes[:, 3] - boxes[:, 1]) / self.size
@@ -211,10 +210,18 @@ class FeatureBank:
         (the warped region's pixels). Regions overlapping the query, or an earlier
         neighbour, by IoU > ``exclude_iou`` in the same photo are skipped."""
         data = self.codes if space == "feature" else self.thumbs.reshape(len(self.thumbs), -1)
-        data = np.asarray(data, dtype=np.float32)
-        dist = np.linalg.norm(data - data[query], axis=1)
-        order = nms(self.regions.boxes, -dist, exclude_iou, groups=self.regions.image_of, k=k + 1)
-        return [(i, float(dist[i])) for i in order if i != query][:k]
+        return nearest_apart(data, self.regions.boxes, self.regions.image_of, query, k,
+                             exclude_iou)
+
+
+def nearest_apart(points, boxes, owner, query, k=5, exclude_iou=0.3):
+    """The ``k`` points nearest to point ``query`` (Euclidean), as (index, distance), skipping
+    any whose box overlaps the query's, or an earlier neighbour's, by IoU > ``exclude_iou``
+    in the same photo (``owner``): two crops of one spot are not two neighbours."""
+    data = np.asarray(points, dtype=np.float32).reshape(len(points), -1)
+    dist = np.linalg.norm(data - data[query], axis=1)
+    order = nms(boxes, -dist, exclude_iou, groups=owner, k=k + 1)
+    return [(i, float(dist[i])) for i in order if i != query][:k]
 
 
 def _warped_batches(regions, size, batch_size, normalize, thumb):
@@ -319,25 +326,72 @@ def chance_duplicate_pairs(bank, layer, channel, k=8, iou=0.3, draws=200, seed=0
 
 def duplicates_without_nms(bank, layer, channel, k=8, iou=0.3):
     """True if a channel's top k *without* NMS hold more near-duplicate pairs than k random
-    regions would (``chance_duplicate_pairs``): the top of the list repeats itself."""
+    regions would (``chance_duplicate_pairs``, their 95th percentile): the top of the list
+    repeats itself."""
     hits = bank.top_regions(layer, channel, k=k, iou=1.0)
     return near_duplicate_pairs(bank, hits, iou) > chance_duplicate_pairs(bank, layer, channel,
                                                                           k, iou)
 
 
-def overlap_beyond_chance(list_a, list_b, n, alpha=0.01):
-    """True if two lists drawn from ``n`` items share more items than two random lists of
-    their lengths would, with probability below ``alpha`` (hypergeometric tail). Two random
-    lists share len(a)·len(b)/n items on average."""
-    from scipy.stats import hypergeom
-    shared = len(set(list_a) & set(list_b))
-    return bool(shared > 0 and hypergeom.sf(shared - 1, n, len(list_a), len(list_b)) < alpha)
+def count_beyond_chance(count, n, rate=0.05, alpha=0.01):
+    """True if ``count`` of ``n`` tests passed is more than chance allows, when chance passes
+    each test at most ``rate`` of the time (a test whose threshold is the 95th percentile of
+    a null passes by chance at most 5% of the time): the count lies in the upper tail of
+    Binomial(n, rate), p < ``alpha``."""
+    from scipy.stats import binom
+    return bool(count > 0 and binom.sf(count - 1, n, rate) < alpha)
+
+
+def duplicates_common(bank, layer, channels, k=8, iou=0.3):
+    """True if more of ``channels`` repeat themselves without NMS (``duplicates_without_nms``,
+    passed by random regions at most 5% of the time) than chance allows
+    (``count_beyond_chance``)."""
+    count = sum(duplicates_without_nms(bank, layer, c, k, iou) for c in channels)
+    return count_beyond_chance(count, len(channels))
+
+
+def shared_with_units(bank, layer, channel, k=8, iou=0.3):
+    """How many of the channel's top-k regions (maximum over positions) each unit
+    (channel, y, x) of the map also has in its own top k: an h×w array of counts."""
+    mine = {hit.region for hit in bank.top_regions(layer, channel, k=k, iou=iou)}
+    h, w = bank.maps[bank._check(layer)].shape[-2:]
+    return np.array([[len(mine & {hit.region for hit in bank.top_regions(layer, channel, y, x,
+                                                                          k=k, iou=iou)})
+                      for x in range(w)] for y in range(h)])
+
+
+def unit_closest_to_channel(shared, y, x, quantile=0.95):
+    """True if the unit at (y, x) shares more of its top list with its channel's list than
+    the channel's units at the other cells do (``shared``, from ``shared_with_units``):
+    above their ``quantile``. The null is the same channel at another cell, so what the
+    lists share because they come from one channel and one set of photos does not count."""
+    shared = np.asarray(shared, dtype=float)
+    others = np.delete(shared.ravel(), y * shared.shape[1] + x)
+    return bool(shared[y, x] > np.quantile(others, quantile))
 
 
 def neighbour_lists(bank, space="feature", k=5):
     """For every region, its k nearest regions (``FeatureBank.neighbours``: overlapping
     regions skipped), as lists of indices."""
     return [[r for r, _ in bank.neighbours(q, k, space)] for q in range(len(bank.regions))]
+
+
+def map_neighbour_lists(bank, shown, positions, k=5, exclude_iou=0.3):
+    """For each of the regions ``shown``, its k nearest on a 2-D map (``positions``, one row
+    per shown region), skipping overlapping crops of one photo as ``neighbour_lists`` does;
+    indices into ``shown``."""
+    shown = np.asarray(shown)
+    boxes, owner = bank.regions.boxes[shown], bank.regions.image_of[shown]
+    return [[i for i, _ in nearest_apart(positions, boxes, owner, q, k, exclude_iou)]
+            for q in range(len(shown))]
+
+
+def patch_share(hits, regions):
+    """Median side of the patches shown (``hits``) as a share of their region's side."""
+    sides = [np.sqrt((h.box[2] - h.box[0]) * (h.box[3] - h.box[1])) /
+             np.sqrt(np.prod(regions.boxes[h.region, 2:] - regions.boxes[h.region, :2]))
+             for h in hits]
+    return float(np.median(sides))
 
 
 # --------------------------------------------------------------------------- figures
@@ -398,11 +452,15 @@ def _label_font():
 def follow_layer(bank, layer, channel_box, position_box):
     """Fit the explorer's controls to ``layer``: the channel slider to its channels; the
     position slider enabled only where the bank kept full maps (a unit (c, y, x) needs
-    them), greyed out and set to -1 (the whole channel) on the other layers."""
+    them), up to that map's last cell, greyed out and set to -1 (the whole channel) on the
+    other layers."""
     channel_box.max = bank.channels(layer) - 1
     position_box.disabled = layer not in bank.maps
     if position_box.disabled:
         position_box.value = -1
+    else:
+        h, w = bank.maps[layer].shape[-2:]
+        position_box.max = h * w - 1
 
 
 def show_neighbours(bank, query, k=5, size=1.8):
@@ -425,8 +483,8 @@ def show_neighbours(bank, query, k=5, size=1.8):
 
 
 def embed(codes, method="tsne", seed=0, perplexity=30):
-    """2-D positions of feature vectors: t-SNE after PCA to 50 dims (as in the CS231n demo),
-    or plain PCA."""
+    """2-D positions of feature vectors: t-SNE after PCA to 50 dims (a speed-up; van der
+    Maaten & Hinton also reduce with PCA before t-SNE), or plain PCA."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     codes = np.asarray(codes, dtype=np.float32)

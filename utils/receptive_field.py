@@ -22,8 +22,8 @@ functional: ``F.relu``, ``torch.cat``, ``x + identity``, the ``F.pad`` inside Ef
 Branches and residual connections: where tensors meet (``+``, ``cat``, ``*``), the output's
 window is the **union** of its inputs' windows, i.e. the largest path through the block
 (for a ResNet block: the convolution branch, not the identity shortcut). This is the
-*theoretical* receptive field; the *effective* one (where the gradient is large) is much
-smaller and centred (Luo et al. 2016), see ``gradient_footprint``.
+*theoretical* receptive field; the *effective* one (where the gradient is large) is
+concentrated near its centre (Luo et al. 2016), see ``gradient_footprint``.
 """
 import math
 from dataclasses import dataclass
@@ -249,17 +249,23 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
 
 
 
-
-def inside_field(footprint, box):
-    """True if a gradient footprint (H×W) is zero everywhere outside ``box`` (x0, y0, x1, y1):
-    the unit depends on no pixel beyond its theoretical receptive field. The threshold is
-    exact zero, from the theory: a pixel outside the field has no path to the unit (and an
-    all-zero footprint, a dead unit, proves nothing, so it is False)."""
-    footprint = np.asarray(footprint, dtype=np.float64)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    outside = footprint.copy()
-    outside[y0:y1, x0:x1] = 0
-    return bool(outside.sum() == 0 and footprint.sum() > 0)
+def whole_field_input(model, layer):
+    """The smallest input on which a unit's whole receptive field lies inside the image,
+    from the model's own size up in steps of the layer's jump: that ``ReceptiveField`` and
+    the unit (y, x) nearest the image's centre among those whose field fits. On a smaller
+    input part of the field is padding, and the footprint cannot be compared with it."""
+    field = receptive_field(model, layer)
+    while True:
+        size, (h, w) = field.input_size, field.shape
+        inside = [(y, x) for y in range(h) for x in range(w)
+                  if min(field.box(y, x, clip=False)) >= 0 and max(field.box(y, x, clip=False)) <= size]
+        if inside:
+            centre = (size - 1) / 2
+            return field, min(inside, key=lambda u: abs(field.rows.start + u[0] * field.rows.jump - centre)
+                              + abs(field.cols.start + u[1] * field.cols.jump - centre))
+        jump = int(max(field.rows.jump, field.cols.jump))
+        wanted = int(math.ceil((max(field.rows.size, field.cols.size) + 2 * jump) / jump)) * jump
+        field = receptive_field(model, layer, max(size + jump, wanted))
 
 
 def centre_share(footprint, box):
@@ -286,13 +292,46 @@ def concentrated_near_centre(footprint, box):
     return share > area
 
 
+def coverage(field, y, x):
+    """The share of the input that unit (y, x) sees: its field clipped to the image."""
+    x0, y0, x1, y1 = field.box(y, x)
+    return (x1 - x0) * (y1 - y0) / field.input_size ** 2
+
+
+def least_covered_unit(field):
+    """The unit (y, x) of the layer that sees the smallest share of the input (a corner
+    unit; with asymmetric padding, the corner whose field sticks out furthest)."""
+    h, w = field.shape
+    return min(((y, x) for y in range(h) for x in range(w)), key=lambda u: coverage(field, *u))
+
+
 def smallest_coverage(field):
     """The smallest share of the input that any unit of the layer sees (its field clipped
-    to the image): a corner unit sees the least."""
-    h, w = field.shape
-    areas = [(x1 - x0) * (y1 - y0) for y in range(h) for x in range(w)
-             for x0, y0, x1, y1 in [field.box(y, x)]]
-    return min(areas) / field.input_size ** 2
+    to the image): the share of ``least_covered_unit``."""
+    return coverage(field, *least_covered_unit(field))
+
+
+def show_footprint(footprint, box, ax, title=None, margin=0.25, color="#00e5ff"):
+    """A gradient footprint on its own (no photo under it), as sqrt(|grad|), its colours from
+    0 to the 99.5th percentile inside the field (a few pixels are brighter), cropped to the
+    field ``box`` plus ``margin`` of its side on every side, with the box drawn."""
+    footprint = np.sqrt(np.abs(np.asarray(footprint, dtype=np.float64)))
+    x0, y0, x1, y1 = box
+    pad = margin * max(x1 - x0, y1 - y0)
+    H, W = footprint.shape
+    left, top = int(max(0, x0 - pad)), int(max(0, y0 - pad))
+    right, bottom = int(min(W, x1 + pad)), int(min(H, y1 + pad))
+    inside = footprint[int(max(0, y0)):int(y1), int(max(0, x0)):int(x1)]
+    ax.imshow(footprint[top:bottom, left:right], cmap="magma", vmin=0,
+              vmax=float(np.quantile(inside, 0.995)) or 1.0,
+              extent=(left - 0.5, right - 0.5, bottom - 0.5, top - 0.5))
+    from matplotlib.patches import Rectangle
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2, ec=color))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=11)
+    return ax
 
 
 def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd600", "#ff4081")):
@@ -308,20 +347,19 @@ def show_receptive_field(image, field, units, ax=None, colors=("#00e5ff", "#ffd6
     h, w = field.shape
     cy = field.rows.start + field.rows.jump * np.arange(h)
     cx = field.cols.start + field.cols.jump * np.arange(w)
-    if h * w <= 900:
-        gx, gy = np.meshgrid(cx, cy)
-        ax.plot(gx.ravel(), gy.ravel(), ".", color="white", ms=2, alpha=0.7)
+    gx, gy = np.meshgrid(cx, cy)
+    ax.plot(gx.ravel(), gy.ravel(), ".", color="white", ms=2 if h * w <= 900 else 1, alpha=0.7)
+    low, high = -0.5, size - 0.5                 # the view: the image and every box drawn
     for (y, x), color in zip(units, colors):
         x0, y0, x1, y1 = field.box(y, x, clip=False)
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2.5,
                                ec=color, ls="-"))
         ax.plot(cx[x], cy[y], "o", color=color, ms=6)
-    pad = max(0, (field.size if field.size != math.inf else size) / 2)
-    ax.set_xlim(-0.5 - min(pad, size * 0.6), size - 0.5 + min(pad, size * 0.6))
-    ax.set_ylim(size - 0.5 + min(pad, size * 0.6), -0.5 - min(pad, size * 0.6))
-    if field.size > size * 2.2:
-        ax.text(size / 2, size * 1.35, f"each box is {_fmt(field.size)} px:\nlarger than the whole input",
-                ha="center", va="center", fontsize=11)
+        if math.isfinite(x0):
+            low, high = min(low, x0 - 0.5, y0 - 0.5), max(high, x1 - 0.5, y1 - 0.5)
+    margin = 0.03 * (high - low)
+    ax.set_xlim(low - margin, high + margin)
+    ax.set_ylim(high + margin, low - margin)
     ax.set_title(f"{field.layer}\nRF {_fmt(field.size)} px, jump {_fmt(field.jump)}", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
