@@ -286,6 +286,7 @@ def falls_with_depth(values):
 def code_error(model, images, photo, layer):
     """‖Φ(image) − Φ(photo)‖² / ‖Φ(photo)‖² at ``layer``, one value per image of ``images``
     (the data term of ``energy``, for any image: a reconstruction, or an unrelated photo)."""
+    photo, images = image_batch(photo, model), image_batch(images, model)
     with torch.no_grad(), model_guard(model):
         codes = layer_outputs(model, torch.cat([photo[:1], images]), layer)[layer]
     target, codes = codes[:1], codes[1:]

@@ -169,7 +169,7 @@ def to_pixels(grid, size, stride, shape):
     total = torch.zeros(height, width, dtype=torch.float64)
     count = torch.zeros(height, width, dtype=torch.float64)
     rows, cols = positions(height, size, stride), positions(width, size, stride)
-    grid = torch.as_tensor(grid, dtype=torch.float64)
+    grid = torch.as_tensor(grid, dtype=torch.float64).cpu()      # a grid computed on a GPU too
     for r, top in enumerate(rows):
         for c, left in enumerate(cols):
             total[top:top + size, left:left + size] += grid[r, c]

@@ -134,6 +134,7 @@ def optimize_image(loss_fn, x0, steps, low=None, high=None, model=None, optimize
     if len(schedule) < steps:
         raise ValueError(f"The learning-rate schedule has {len(schedule)} values for {steps} steps.")
     x = x0.detach().clone().requires_grad_(True)
+    low, high = (b.to(x) if torch.is_tensor(b) else b for b in (low, high))   # bounds made on the CPU
     opt = _make_optimizer(optimizer, x, schedule[0] if schedule else 1.0, momentum, history_size)
     lbfgs = isinstance(opt, torch.optim.LBFGS)
     result = OptimResult(image=x.detach().clone(), losses=[])
