@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
+from utils import widgets
 from utils.images import sample_path
 from utils.widgets import ImagePicker, channel_slider, class_picker, connect, uploaded_bytes
 
@@ -28,16 +29,25 @@ def test_connect_redraws_with_the_new_values():
     assert slider.max == 9
 
 
+def upload(picker, name, content):
+    """What the browser does when a file is chosen, in the format of the installed ipywidgets
+    (8: a tuple of dicts; 7, as Colab ships it: a dict by name, and a read-only trait)."""
+    if widgets.IPYWIDGETS_7:
+        picker.upload.set_trait("value", {name: {"metadata": {"name": name}, "content": content}})
+    else:
+        picker.upload.value = ({"name": name, "type": "image/png", "size": len(content),
+                                "content": memoryview(content),
+                                "last_modified": datetime.now(timezone.utc)},)
+
+
 def test_image_picker_upload_path_and_errors(tmp_path):
     seen = []
     picker = ImagePicker("cat")
     connect(lambda image: seen.append(image.size), image=picker)
     assert seen[-1] == picker.image.size == Image.open(sample_path("cat")).size
-    picker.upload.value = ({"name": "red.png", "type": "image/png", "size": 0,
-                            "content": memoryview(png((255, 0, 0))), "last_modified": datetime.now(timezone.utc)},)
+    upload(picker, "red.png", png((255, 0, 0)))
     assert seen[-1] == (64, 48) and np.asarray(picker.image)[0, 0].tolist() == [255, 0, 0]
-    picker.upload.value = ({"name": "bad.png", "type": "image/png", "size": 0,
-                            "content": memoryview(b"not an image"), "last_modified": datetime.now(timezone.utc)},)
+    upload(picker, "bad.png", b"not an image")
     assert "not an image" in picker.message.value
     assert np.asarray(picker.image)[0, 0].tolist() == [255, 0, 0]    # the last good image
     path = tmp_path / "blue.png"

@@ -18,6 +18,9 @@ import ipywidgets as W
 from .images import ImageError, load_image, sample_images
 from .plotting import log_figure_problems
 
+IPYWIDGETS_7 = int(W.__version__.split(".")[0]) < 8     # as Colab ships it (7.7.1)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
 LAYOUT = W.Layout(width="420px")
 STYLE = {"description_width": "90px"}
 
@@ -108,10 +111,21 @@ class Explorer(W.VBox):
     still = None            # the first figure, as base64 JPEG
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs)
+        if IPYWIDGETS_7:    # 7 (Colab's) has no bundle of its own: the view its display hook sends
+            bundle = {"text/plain": repr(self),
+                      WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.model_id}}
+        else:
+            bundle = super()._repr_mimebundle_(**kwargs)
         if self.still is not None and bundle is not None:
             bundle["image/jpeg"] = self.still
         return bundle
+
+    if IPYWIDGETS_7:
+        def _ipython_display_(self):
+            """ipywidgets 7 shows a widget through this hook, which IPython prefers to any
+            bundle: send the bundle above, still included."""
+            from IPython.display import display
+            display(self._repr_mimebundle_(), raw=True)
 
 
 def figure_jpeg(figure, quality=88):
