@@ -58,6 +58,8 @@ TAKES_A_BATCH = {
     "fixations.record_forward": lambda m, x: fixations.record_forward(m, x),
     "fixations.backtrack": lambda m, x: fixations.backtrack(m, x),
     "models.top_k": lambda m, x: models.top_k(m, x),
+    "style.features": lambda m, x: style.features(m, x, ["stem"]),
+    "style.source_grams": lambda m, x: style.source_grams(m, x, ["stem"]),
 }
 # what is wrong with the batch -> the words the error must say
 BAD_BATCHES = {
@@ -93,6 +95,30 @@ def test_a_bad_batch_gets_an_image_error_before_any_work(lite, x, name, bad, no_
     make, message = BAD_BATCHES[bad]
     with pytest.raises(ImageError, match=message):
         TAKES_A_BATCH[name](lite, make(x))
+
+
+@pytest.mark.parametrize("case", ["under no_grad", "bfloat16", "float16", "float64"])
+@pytest.mark.parametrize("name", list(TAKES_A_BATCH))
+def test_no_grad_and_other_precisions_give_a_result(lite, x, name, case):
+    """A gradient method called inside ``torch.no_grad()`` still gets its gradients, and a
+    batch in another float precision is converted to the model's: a result, never a raw
+    error from autograd or a convolution."""
+    if case == "under no_grad":
+        with torch.no_grad():
+            TAKES_A_BATCH[name](lite, x)
+    else:
+        TAKES_A_BATCH[name](lite, x.to(getattr(torch, case)))
+
+
+def test_building_blocks_take_awkward_inputs_too(lite):
+    with torch.no_grad():                                       # the footprint is a gradient
+        assert receptive_field.gradient_footprint(lite, "blocks.4", 0, 1, 1, input_size=64).sum() > 0
+    half = torch.rand(3, 32, 32).bfloat16()                     # NumPy has no bfloat16
+    assert load_image(half).size == (32, 32)
+    one = torch.rand(4, 5, 6)                                   # one image's features, C×H×W
+    assert torch.allclose(style.gram_matrix(one), style.gram_matrix(one[None])[0])
+    with pytest.raises(ValueError, match="N×C×H×W"):
+        style.gram_matrix(torch.rand(4, 5))
 
 
 def test_lists_and_regions_are_checked_too(lite, x, no_forward_pass):

@@ -117,6 +117,8 @@ def _download(url):
 
 def _tensor_to_hwc(tensor):
     array = tensor.detach().cpu()
+    if array.dtype in (torch.bfloat16, torch.float16):     # NumPy has no bfloat16
+        array = array.float()
     if array.dim() == 4:
         if array.shape[0] != 1:
             raise ImageError(f"Got a batch of {array.shape[0]} images; pass one image.")

@@ -241,7 +241,8 @@ def gradient_footprint(model, layer, channel, y, x, input_size=None):
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, size, size, generator=gen).to(device).requires_grad_(True)
-    with model_guard(model, freeze=True), capture_activations(model, [layer], detach=False) as acts:
+    with model_guard(model, freeze=True), torch.enable_grad(), \
+            capture_activations(model, [layer], detach=False) as acts:      # also under no_grad
         model(image)
         check_channel(acts[layer], channel, layer, (y, x))
         acts[layer][0, channel, y, x].backward()
