@@ -3,6 +3,7 @@ verdict function is run where its claim is false (and must say False) and where 
 Tiny tensors and tiny networks only."""
 import types
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -87,6 +88,45 @@ def test_clearly_closer_needs_more_than_the_noise_starts_spread():
     assert not style.clearly_closer(4.6, 3.9, spread=0.3)          # farther: notebook 07's deep layers
 
 
+def _bricks(seed=0, shift=0, size=64):
+    """A 64 px brick wall, 8 px courses offset by half a 16 px brick, with faint noise (8-bit RGB)."""
+    y, x = np.mgrid[0:size, 0:size]
+    y = y + shift
+    mortar = (y % 8 == 0) | ((x + 8 * ((y // 8) % 2)) % 16 == 0)
+    gray = np.where(mortar, 0.9, 0.3) + 0.05 * np.random.default_rng(seed).standard_normal((size, size))
+    return (np.clip(gray, 0, 1)[..., None].repeat(3, -1) * 255).astype(np.uint8)
+
+
+def test_the_spectrum_is_blind_to_phase_and_the_edge_structure_is_not():
+    wall, other_wall = _bricks(), _bricks(seed=1, shift=3)
+    no_bricks = style.scrambled_phases(wall)                     # the wall's spectrum, no bricks
+    # the power spectrum prefers the brickless picture to another wall (notebook 07's point)
+    assert style.spectrum_distance(no_bricks, wall) < style.spectrum_distance(other_wall, wall)
+    # the edge layout does not: another wall is near 0, the scrambled one far
+    assert style.structure_distance(other_wall, wall) < 0.1 < 0.3 < style.structure_distance(no_bricks, wall)
+    noise = (np.random.default_rng(0).uniform(0, 1, (64, 64, 3)) * 255).astype(np.uint8)
+    assert style.structure_distance(noise, wall) > style.structure_distance(no_bricks, wall)
+    # the verdict of notebook 07: a layer set clearly closer in edge layout than another
+    spread = abs(style.structure_distance(other_wall, wall) - style.structure_distance(_bricks(seed=2), wall))
+    assert style.clearly_closer(style.structure_distance(other_wall, wall),
+                                style.structure_distance(no_bricks, wall), spread)
+    assert not style.clearly_closer(style.structure_distance(no_bricks, wall),
+                                    style.structure_distance(other_wall, wall), spread)
+
+
+def test_scrambled_phases_keep_the_spectrum_and_the_mean():
+    wall = _bricks()
+    no_bricks = style.scrambled_phases(wall, seed=1)
+    assert no_bricks.shape == wall.shape and no_bricks.dtype == np.uint8
+    assert abs(float(no_bricks.mean()) - float(wall.mean())) < 3
+    # its spectrum up to clipping: nearer the wall's than white noise's is
+    assert style.spectrum_distance(no_bricks, wall) < style.spectrum_distance(_noise_image(), wall)
+
+
+def _noise_image():
+    return (np.random.default_rng(0).uniform(0, 1, (64, 64, 3)) * 255).astype(np.uint8)
+
+
 # --- notebook 08's claims ----------------------------------------------------------------
 
 def _ramp(noise=0.0, seed=0):
@@ -102,15 +142,16 @@ def test_increasing_fails_on_any_inversion():
     assert style.increasing(iter([1, 2]))                 # a generator, as the notebook passes
 
 
-def test_keeps_layout_uses_the_painting_as_the_bar():
-    photo = _ramp()
-    stylised = _ramp(noise=0.2, seed=1)                    # the photo's layout under strokes
-    g = torch.Generator().manual_seed(2)
-    painting = photo.reshape(-1, 3)[torch.randperm(64 * 64, generator=g)].reshape(64, 64, 3)
-    assert style.keeps_layout(stylised, photo, painting)
-    assert not style.keeps_layout(painting, photo, painting)          # the painting itself
-    flipped = photo.flip(1)                                            # the layout mirrored
-    assert not style.keeps_layout(flipped, photo, painting)
+def test_tv_weight_rule_picks_the_closest_by_factor_and_the_photo_is_the_bar():
+    details = {0: 3.15, 0.1: 1.45, 0.2: 1.1, 0.3: 0.81, 1: 0.35}     # × the painting's
+    assert style.closest_detail(details) == 0.2
+    assert style.closest_detail({0: 3.0, 1: 0.5}) == 1               # half is closer than 3×
+    photo = 0.82
+    assert style.detail_like_painting(1.1, photo)                     # off by 1.10 < 1.22
+    assert style.detail_like_painting(0.85, photo)
+    assert not style.detail_like_painting(1.45, photo)                # speckle: off by 1.45
+    assert not style.detail_like_painting(0.6, photo)                 # smoother than the photo
+    assert not style.detail_like_painting(3.15, photo)                # no TV at all
 
 
 def test_palette_closer_to_the_painting_only_when_it_is():
@@ -146,6 +187,12 @@ def test_balanced_ratio_makes_photo_and_painting_score_alike(lite):
 ])
 def test_gram_check_refuses_plausible_mistakes(wrong, capsys):
     assert not X.check_gram_matrix(wrong)
+
+
+def test_gram_by_hand_names_the_missing_one_over_m(capsys):
+    assert X.check_gram_by_hand([[1.5, 1.25], [1.25, 2.75]])
+    assert not X.check_gram_by_hand([[6, 5], [5, 11]])                 # the paper's F Fᵀ
+    assert "divides it by M = 4" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong", [
