@@ -17,7 +17,7 @@ def blob(shape, centre, sigma=3.0):
     return np.exp(-((y - centre[0]) ** 2 + (x - centre[1]) ** 2) / (2 * sigma ** 2))
 
 
-# ------------------------------------------------------------------- 05: the CAM identities
+# ------------------------------------------ 05: the CAM identities (the notebook shows them as numbers)
 def gap_head(seed=0, k=6, h=4, w=5):
     """Activations of a tiny GAP network (1×K×h×w), two classes' weights and biases, logits."""
     g = torch.Generator().manual_seed(seed)
@@ -67,6 +67,13 @@ def test_more_in_box_and_more_alike():
     different = (on, off)                     # one that moves with the class
     assert E.more_alike(same, different)
     assert not E.more_alike(different, same)
+
+
+def test_pointing_hit_tolerates_15_pixels():
+    box = (40, 40, 60, 60)                                   # the notebook's default tolerance
+    assert E.pointing_hit(blob((100, 100), (50, 70)), box)    # 10 px right of the box
+    assert not E.pointing_hit(blob((100, 100), (50, 80)), box)  # 20 px right of it
+    assert not E.pointing_hit(blob((100, 100), (50, 70)), box, tolerance=0)
 
 
 def test_correct_localisation_uses_the_ilsvrc_half():

@@ -49,11 +49,19 @@ def test_nms_dropped_check(capsys):
 
 
 def test_alpha_and_box(capsys):
-    grads = torch.randn(4, 3, 3)
-    verdicts(capsys, lambda a: X.check_alpha(a, grads), grads.mean(dim=(1, 2)), grads.sum(dim=(1, 2)))
-    heatmap = torch.zeros(6, 6)
-    heatmap[1:3, 1:4] = 1
-    verdicts(capsys, lambda a: X.check_box(a, heatmap, 0.15), (1, 1, 4, 3), (0, 0, 6, 6))
+    grads = torch.randn(4, 3, 3)                  # varies over the positions, as at an early layer
+    for wrong in (grads.sum(dim=(1, 2)), grads[:, 0, 0], grads.amax(dim=(1, 2)),
+                  grads.flatten(1).median(dim=1).values):
+        verdicts(capsys, lambda a: X.check_alpha(a, grads), grads.mean(dim=(1, 2)), wrong)
+    heatmap = X.box_exercise_map()
+    right = (1, 1, 9, 5)                          # the staircase, 8-connected
+    for wrong in [(1, 6, 3, 8),                   # side neighbours only: the 2×2 block
+                  (1, 1, 9, 8),                   # every region
+                  (1, 1, 5, 9),                   # x and y swapped
+                  (1, 1, 8, 4),                   # x1, y1 on the last pixel
+                  (0, 0, 10, 8)]:                 # normalised first, or 0.15 without the max
+        lines = verdicts(capsys, lambda a: X.check_box(a, heatmap, 0.15), right, wrong)
+        assert not lines[1].startswith("Not yet: Threshold")      # the hint names the slip
 
 
 def test_positive_contributors(lite, capsys):

@@ -223,10 +223,12 @@ def score_cam(model, x, target=None, layer="last_conv", channels=None, batch_siz
 
     α_k^c = softmax(f(x ∘ H_k))_c,  L^c = ReLU(Σ_k α_k^c A^k). Masking multiplies the
     normalised input, so masked-out pixels become the mean colour. Channels that are
-    constant zero contribute nothing to the sum and are skipped (exact, and much faster).
-    ``channels=k`` keeps only the k channels with the largest mean activation, an
-    approximation that trades faithfulness for k instead of K forward passes.
-    The paper's baseline subtraction f(x_b) is left out, as in the authors' code.
+    constant over the image are skipped (min-max scaling leaves them no mask): exact for the
+    all-zero ones, which add nothing to the sum; a constant non-zero one would add only a
+    uniform offset. ``channels=None`` keeps all the others; ``channels=k`` only the k with
+    the largest mean activation, an approximation that trades faithfulness for k instead of
+    K forward passes. The paper subtracts the score of a baseline image, f(x_b); like the
+    authors' code, this leaves it out.
     An interrupt (■) is re-raised (a partial sum means nothing), the model left as found.
     """
     x = image_batch(x, model)
@@ -256,7 +258,7 @@ def score_cam(model, x, target=None, layer="last_conv", channels=None, batch_siz
     return torch.stack(maps)
 
 
-# ----------------------------------------------------------------------------- identities, checked
+# ------------------------------------------- identities (unit tests; ``cam`` enforces the first)
 def cam_explains_score(cam_map, bias, logit, atol=1e-3):
     """Zhou et al.'s eq. (2) read backwards: on a GAP network the class score is the mean of
     the raw map plus the bias, S_c = (1/Z) Σ_xy M_c(x, y) + b_c. True if the h×w ``cam_map``

@@ -12,13 +12,15 @@ compares them by relative error. ``solution(reference)`` prints the reference wh
 """
 import inspect
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from . import attribution, cam, deconvnet, deepdream, evaluation, features, inversion, localize, occlusion, style
 from .features import strongest_channels
 from .fixations import POSITIONS, conv_rule, record_forward
 from .hooks import resolve_layer
-from .localize import bounding_box
+from .localize import bounding_box, largest_region
 from .style import gram_matrix
 
 NOT_ANSWERED = "Not answered yet: write your answer in the cell above, then run this cell again."
@@ -181,20 +183,59 @@ def check_occlusion_grid(count, uncovered, side=224, size=40, stride=24):
 
 # --- 05 CAM and Grad-CAM -----------------------------------------------------------------
 def check_alpha(alpha, gradients):
-    """α_k = mean of channel k's gradient over all positions."""
-    expected = torch.as_tensor(gradients, dtype=torch.float32).mean(dim=(-2, -1))
+    """α_k = mean of channel k's gradient over all positions. On gradients that vary over
+    the positions (an early layer) it catches the sum, one position, the max and the median."""
+    gradients = torch.as_tensor(gradients, dtype=torch.float32)
+    expected = gradients.mean(dim=(-2, -1))
+    slips = [(gradients.sum(dim=(-2, -1)), "that is the sum; α divides it by Z = h·w. "),
+             (gradients[..., 0, 0], "that is one position; α averages all of them. "),
+             (gradients.amax(dim=(-2, -1)), "that is the largest gradient; α averages them. ")]
+    slip = next((text for value, text in slips if same_numbers(alpha, value)), "")
     return verdict(same_numbers(alpha, expected), "Right: α is the spatial mean of the gradients.",
-                   "Not yet: α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij, one number per channel "
+                   f"Not yet: {slip}α_k^c = (1/Z) Σ_ij ∂y^c/∂A^k_ij, one number per channel "
                    "(average over the two spatial dimensions).", answered=alpha is not None)
 
 
+def box_exercise_map():
+    """05, exercise 2: an 8×10 raw map on which each usual slip gives another box. Two regions
+    lie above 15 % of the max: a diagonal staircase, the larger only when diagonal neighbours
+    count (8-connected, as ``localize.largest_region``), and a 2×2 block, the larger when only
+    side neighbours count. The staircase's box is wider than tall (x and y swapped give another
+    box); the max is 3, not 1 (a threshold of 0.15 without the max takes the background); one
+    value is negative (min-max normalising first lowers the threshold below the background)."""
+    heatmap = np.full((8, 10), 0.15, dtype=np.float32)
+    for y, x in [(1, 1), (1, 2), (2, 3), (2, 4), (3, 5), (3, 6), (4, 7), (4, 8)]:
+        heatmap[y, x] = 1.8
+    heatmap[2, 3] = 3.0
+    heatmap[6:8, 1:3] = 1.2
+    heatmap[7, 9] = -1.5
+    return heatmap
+
+
 def check_box(box, heatmap, fraction):
-    """The box of the largest region above fraction · max of the raw map."""
+    """The box of the largest 8-connected region above fraction · max of the raw map. On
+    ``box_exercise_map()`` it names the slip: side neighbours only, every region kept, x and y
+    swapped, x1/y1 not one past the end."""
     expected = bounding_box(heatmap, fraction)
+    values = np.asarray(heatmap, dtype=np.float32)
+    mask = values >= fraction * values.max()
+    labels, _ = ndimage.label(mask)                                  # side neighbours only
+    x0, y0, x1, y1 = expected
+    slips = {localize.mask_box(labels == 1 + np.argmax(np.bincount(labels.ravel())[1:])):
+             "only side neighbours were counted; diagonal ones count too (8-connected). ",
+             localize.mask_box(mask): "that box holds every region; keep the largest. ",
+             (y0, x0, y1, x1): "x and y are swapped: x is the column, y the row. ",
+             (x0, y0, x1 - 1, y1 - 1): "x1 and y1 are one past the last pixel. ",
+             localize.mask_box(largest_region(values >= fraction)):
+             f"that threshold takes in the background: {fraction:.0%} of the raw map's maximum, "
+             "without normalising the map first. "}
+    slips.pop(expected, None)
     ok = box is not None and tuple(int(v) for v in box) == expected
+    slip = slips.get(tuple(int(v) for v in box), "") if box is not None else ""
     return verdict(ok, "Right: that is the paper's box.",
-                   f"Not yet: threshold the raw map at {fraction:.0%} of its maximum, keep the "
-                   "largest connected component (scipy.ndimage.label) and take its extent.",
+                   f"Not yet: {slip}Threshold the raw map at {fraction:.0%} of its maximum, keep "
+                   "the largest 8-connected region (scipy.ndimage.label with "
+                   "structure=np.ones((3, 3))) and take its extent.",
                    answered=box is not None)
 
 
