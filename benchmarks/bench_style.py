@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from utils import style  # noqa: E402
+from utils import inversion, style  # noqa: E402
 from utils.images import load_image  # noqa: E402
 from utils.models import load_model  # noqa: E402
 
@@ -56,11 +56,11 @@ def stylised(nets, size, steps, ratio_at_192=1e-6, tv_weight=0.1):
         r = style.transfer_style(net, c, s, ratio=ratio, steps=steps, init="content",
                                  tv_weight=tv_weight, progress=False)
         seconds = time.perf_counter() - start
-        rgb, photo, art = (net.spec.deprocess(t) for t in (r.image, c, s))
+        rgb, _, art = (net.spec.deprocess(t) for t in (r.image, c, s))
         fine = style.band_energies(rgb)[0].sum() / style.band_energies(art)[0].sum()
         print(f"  {label:29s} {seconds:6.1f} s, {r.evaluations} evaluations, palette "
               f"{style.colour_distance(rgb, art):4.1f} from the painting, layout "
-              f"{style.layout_similarity(rgb, photo):.2f}, fine detail {float(fine):.2f} × the painting's")
+              f"{float(inversion.layout_correlation(r.image, c, net.spec, side=12)[0]):.2f}, fine detail {float(fine):.2f} × the painting's")
 
 
 def main():

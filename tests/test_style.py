@@ -273,7 +273,7 @@ def test_style_image_falls_back_offline_and_uses_the_painting_online(tmp_path, m
                                                                        capsys):
     image = style.style_image("starry_night", tmp_path)          # tests run offline
     assert "bundled copy 'starry_night.jpg'" in capsys.readouterr().out
-    assert image.size == (512, 409)                              # the painting, 752×600 shrunk
+    assert image.size == (480, 377)                   # the painting, 752×600 shrunk, frame cropped
     assert list(tmp_path.iterdir()) == []                        # nothing half-downloaded
     # online, with the "download" served from a local file: the painting comes back
     from PIL import Image
@@ -381,7 +381,7 @@ def test_band_energies_by_hand():
         style.spectrum_distance(np.zeros((64, 64, 3)), np.zeros((96, 64, 3)))
 
 
-def test_colour_distance_and_layout_similarity_by_hand():
+def test_colour_distance_by_hand():
     g = torch.Generator().manual_seed(0)
     image = torch.rand(64, 48, 3, generator=g, dtype=torch.float64) * 0.8
     shuffled = image.reshape(-1, 3)[torch.randperm(64 * 48, generator=g)].reshape(64, 48, 3)
@@ -389,11 +389,5 @@ def test_colour_distance_and_layout_similarity_by_hand():
     assert style.colour_distance(image + 10 / 255, image) == pytest.approx(10, abs=1e-6)
     uint8 = (image.numpy() * 255).round().astype(np.uint8)
     assert style.colour_distance(uint8, image) < 0.5                  # a PIL-like image: 0-255
-    # a left-to-right ramp with noise keeps its layout; shuffled, it has none
-    ramp = torch.linspace(0, 1, 64, dtype=torch.float64).expand(64, 64).unsqueeze(-1).expand(64, 64, 3)
-    noisy = (ramp + 0.2 * torch.randn(64, 64, 1, generator=g, dtype=torch.float64)).clamp(0, 1)
-    scrambled = noisy.reshape(-1, 3)[torch.randperm(64 * 64, generator=g)].reshape(64, 64, 3)
-    assert style.layout_similarity(noisy, ramp) > 0.95
-    assert abs(style.layout_similarity(scrambled, ramp)) < 0.3
     with pytest.raises(ImageError, match="H×W×3"):
         style.colour_distance(np.zeros((8, 8)), image)

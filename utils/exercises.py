@@ -274,7 +274,11 @@ def check_gram_entries(channels, answer):
 
 def check_gram_by_hand(answer):
     """The 2×2 Gram matrix of ``EXERCISE_FEATURES`` (2 channels, 2×2 positions)."""
-    return verdict(same_numbers(answer, gram_matrix(EXERCISE_FEATURES)[0]), "Right!",
+    expected = gram_matrix(EXERCISE_FEATURES)[0]
+    if answer is not None and not same_numbers(answer, expected) and same_numbers(answer, 4 * expected):
+        return verdict(False, "", "Not quite: that is Σ_k F_ik F_jk (the paper's G); this "
+                       "collection divides it by M = 4 positions.")
+    return verdict(same_numbers(answer, expected), "Right!",
                    "Not quite: G_ij = (1/M) Σ_k F_ik F_jk with M = 4 positions; flatten each "
                    "channel to a row first.", answered=answer is not None)
 

@@ -149,7 +149,8 @@ REGISTRY = {
                     "head"],
          "last_conv": "head", "penultimate": "pool", "classifier": "fc", "dream": "blocks.10",
          "content": "blocks.7",
-         # post-ReLU6 layers, one per resolution; block outputs (linear) give noisy textures
+         # post-ReLU6 layers at four resolutions (/2 twice, /4, /8, /16); block outputs (linear)
+         # give noisy textures
          "style": ["stem", "blocks.1.expand", "blocks.3.expand", "blocks.5.expand", "blocks.11.expand"],
          "texture": ["stem", "blocks.1.expand", "blocks.2.expand", "blocks.3.expand", "blocks.4.expand"]},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), has_maxpool=False,
