@@ -133,6 +133,27 @@ def test_sign_test_and_outperforms():
     assert not E.outperforms([True, False] * 6, [False, True] * 6)          # an even split
 
 
+def test_above_chance_and_the_power_of_a_small_study():
+    rates = [0.25] * 12
+    assert E.above_chance([True] * 12, rates)                              # 12/12 at chance 1/4
+    assert not E.above_chance([True, False, False, False] * 3, rates)      # what chance scores
+    assert not E.above_chance([False] * 12, rates)                          # a map that always misses
+    assert not E.above_chance([True] * 4, [0.5] * 4)                        # 4/4 at 1/2: p = 1/16
+    assert math.isclose(E.chance_p_value([True, True], [0.5, 0.2]), 0.1)
+    assert E.chance_p_value([False, False], [0.5, 0.2]) == 1.0
+    assert E.discordant_needed() == 6 and E.discordant_needed(0.1) == 5
+
+
+def test_edge_map_points_at_an_edge_and_ignores_the_model():
+    x = torch.zeros(1, 3, 40, 40)
+    x[..., 25:35, 25:35] = 1.0                          # a bright square on a flat image
+    edges = E.edge_map(x)
+    assert edges.shape == (40, 40)
+    assert E.pointing_hit(edges, [(25, 25, 35, 35)], tolerance=1)
+    assert not E.pointing_hit(edges, [(0, 0, 10, 10)], tolerance=1)        # not on the flat corner
+    assert E.is_degenerate(E.edge_map(torch.zeros(1, 3, 8, 8)))            # no edge, no ranking
+
+
 # ------------------------------------------------------------------- 11: the exercise
 def test_check_lowest_deletion(capsys):
     areas = {"gradient": 0.05, "occlusion": 0.02, "CAM": 0.03}

@@ -289,6 +289,18 @@ def centre_map(shape):
     return np.exp(-((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) / (2 * sigma ** 2)).astype(np.float32)
 
 
+def edge_map(x):
+    """The image-only baseline: the edge strength of the image itself (Sobel gradient magnitude
+    of its grey levels), an H×W map for one image ``x`` (1×3×H×W, any normalisation). It never
+    looks at the model, so a test that it passes as well as a method cannot tell that method
+    from an edge detector (the confound Adebayo et al. raise)."""
+    grey = torch.as_tensor(x).detach().float().cpu().reshape(-1, *x.shape[-2:]).mean(0)[None, None]
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([sobel, sobel.T])[:, None]
+    gx, gy = torch.nn.functional.conv2d(torch.nn.functional.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)[0]
+    return torch.hypot(gx, gy).numpy().astype(np.float32)
+
+
 def random_map(shape, seed=0):
     """The random baseline: an H×W map of uniform noise, so pixels come in a random order."""
     return np.random.default_rng(seed).random(shape).astype(np.float32)
@@ -331,6 +343,36 @@ def outperforms(hits, baseline_hits, level=0.05):
     return wins > losses and sign_test(wins, losses) < level
 
 
+def chance_p_value(hits, chance_rates):
+    """The exact chance of scoring at least as many hits as ``hits`` (one True/False per
+    image) if each image i were hit with its own chance probability ``chance_rates[i]``
+    (``chance_hit_rate``: a maximum on a random pixel): the upper tail of a Poisson-binomial
+    distribution, computed exactly by convolution."""
+    if len(hits) != len(chance_rates):
+        raise ValueError("hits and chance_rates must score the same images")
+    distribution = np.array([1.0])                   # P(k hits) after 0 images
+    for rate in chance_rates:
+        distribution = np.convolve(distribution, [1 - rate, rate])
+    return float(distribution[sum(bool(h) for h in hits):].sum())
+
+
+def above_chance(hits, chance_rates, level=0.05):
+    """True if a map hits more images than a maximum on a random pixel would: the chance of
+    at least as many hits (``chance_p_value``) is below the conventional ``level`` 0.05
+    (chance, not the run, sets the bar; a handful of images cannot reach it)."""
+    return chance_p_value(hits, chance_rates) < level
+
+
+def discordant_needed(level=0.05):
+    """The fewest images on which one map hits and the other misses that a sign test
+    (``sign_test``) needs to reach ``level``, even when all of them go one way: 6 at 0.05.
+    A study with fewer such images cannot rank the two (its power to do so is zero)."""
+    n = 1
+    while sign_test(n, 0) >= level:
+        n += 1
+    return n
+
+
 def more_in_box_than_chance(saliency, box, factor=1.0, photo_shape=None, top=None):
     """True if the share of the map inside ``box`` (``share_in_box``) is more than ``factor``
     times the box's share of the image: chance, what a flat map or one that ignores the
@@ -370,9 +412,10 @@ def is_degenerate(saliency):
 
 
 def sanity_score(correlations):
-    """Adebayo et al.'s reading of a cascade: the mean |ρ| over the randomised steps (near 0:
-    the map changed with the weights; near 1: it did not), leaving out degenerate steps
-    (``None``). NaN when every step is degenerate."""
+    """One number for a cascade, our summary (Adebayo et al. show the per-layer curves of ρ,
+    with and without absolute values, SSIM and HOG similarity; they give no single score):
+    the mean |ρ| over the randomised steps (near 0: the map changed with the weights; near 1:
+    it did not), leaving out degenerate steps (``None``). NaN when every step is degenerate."""
     valid = [abs(r) for r in correlations if r is not None]
     return float(np.mean(valid)) if valid else float("nan")
 

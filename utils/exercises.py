@@ -511,8 +511,8 @@ def check_lowest_deletion(answer, areas):
     best = min(areas, key=areas.get)
     known = answer in areas if answer is not None else True
     return verdict(answer == best, f"Right: {best}'s deletion area, {areas[best]:.3f}, is the lowest.",
-                   f"Not yet: {answer!r} is " + ("not the lowest. Hint: read the area in the legend "
-                   "of each panel's solid (deletion) curve; lower is better." if known else
+                   f"Not yet: {answer!r} is " + ("not the lowest. Hint: E.deletion_insertion returns "
+                   "(curve, area): compare the areas of every method's map; lower is better." if known else
                    f"not one of the methods: {', '.join(areas)}."), answered=answer is not None)
 
 
