@@ -114,6 +114,31 @@ def test_share_cpu_leaves_busy_cores_to_other_processes(monkeypatch):
         torch.set_num_threads(threads)
 
 
+def test_fixed_threads_holds_through_long_loops_and_restores(monkeypatch):
+    """A long loop's progress bar re-measures the CPU; inside fixed_threads it must not, so
+    a seeded run on one thread repeats to the bit. Afterwards all is as before."""
+    import torch
+
+    from utils import env
+    monkeypatch.delenv("VCNN_THREADS", raising=False)
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 2)
+    samples = iter([(1000, 500, 100), (1200, 520, 110)] * 4)     # an idle machine: 2 threads
+    monkeypatch.setattr(env, "_cpu_times", lambda: next(samples))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with env.fixed_threads(1):
+            env._last_sample[:] = [None, 0.0]
+            list(env.progress_bar(range(2), progress=False))
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2 and "VCNN_THREADS" not in env.os.environ
+        env._last_sample[:] = [None, 0.0]
+        list(env.progress_bar(range(2), progress=False))    # outside: the measurement counts
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_seconds_per_step_measures_the_step_and_steps_within_fits_the_budget(capsys):
     calls = []
 

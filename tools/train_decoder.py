@@ -13,10 +13,11 @@ training split, downloaded once and cached (``utils.downloads.IMAGE_SETS``: Imag
 The held-out photos stay the same, so validation losses of different runs compare.
 
 Seeded (crops, initial weights, batches): a rerun gives the same decoder up to floating-point
-rounding. At the end it prints the PSNR of the held-out photos, whole at ``--eval-size`` px,
+rounding, and to the bit with ``--threads 1``. At the end it prints the PSNR of the held-out photos, whole at ``--eval-size`` px,
 decoded and replaced by the mean training image.
 """
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from utils import upconv  # noqa: E402
 from utils.downloads import IMAGE_SETS  # noqa: E402
 from utils.images import image_set  # noqa: E402
-from utils.env import share_cpu  # noqa: E402
+from utils.env import fixed_threads, share_cpu  # noqa: E402
 from utils.inversion import psnr  # noqa: E402
 from utils.models import load_model  # noqa: E402
 
@@ -62,10 +63,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    else:
+    if not args.threads:
         share_cpu(wait=0.25)
+    with fixed_threads(args.threads) if args.threads else contextlib.nullcontext():
+        return train_and_save(args)
+
+
+def train_and_save(args):
     model = load_model(upconv.ENCODER_MODEL, device="cpu", verbose=False)
     train_names, val_names = upconv.training_split()
     if args.images:

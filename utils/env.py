@@ -13,6 +13,7 @@ run 3-15x slower, one thread does not; on an idle machine two are faster. So ``s
 gives torch the cores that other processes left idle, measured from ``/proc/stat`` (Linux)
 when the device is chosen and again at the start of every long loop.
 """
+import contextlib
 import math
 import os
 import random
@@ -155,6 +156,24 @@ def share_cpu(wait=0.0):
     _last_sample[:] = [now, time.monotonic()]
     torch.set_num_threads(max(1, min(cores, round(cores - busy_elsewhere))))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def fixed_threads(n):
+    """Run the block on exactly ``n`` torch threads, as ``VCNN_THREADS=n`` would: no long loop
+    inside re-measures the CPU. On one thread a CPU convolution always sums in the same order,
+    so a seeded run repeats to the bit. The thread count and the variable are restored after."""
+    before_variable, before_threads = os.environ.get("VCNN_THREADS"), torch.get_num_threads()
+    os.environ["VCNN_THREADS"] = str(int(n))
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        if before_variable is None:
+            os.environ.pop("VCNN_THREADS", None)
+        else:
+            os.environ["VCNN_THREADS"] = before_variable
+        torch.set_num_threads(before_threads)
 
 
 def _mps_available():
