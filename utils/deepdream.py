@@ -227,8 +227,9 @@ def softer_detail(detail, other):
     than what ``other`` added: its ``typical_wavelength`` is longer, image by image. The baseline
     is the other dream itself (e.g. the same layer without octaves); nothing is tuned: a finer
     change, or the same change only stronger, fails. It says nothing about motif size. One bool
-    per image."""
-    return typical_wavelength(detail) > typical_wavelength(other)
+    per image. Equal up to float rounding (1e-4) is not longer."""
+    mine, theirs = typical_wavelength(detail), typical_wavelength(other)
+    return (mine > theirs) & ~torch.isclose(mine, theirs, rtol=1e-4)
 
 
 def mean_change(detail):
