@@ -291,12 +291,7 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
         start = content
     else:
         raise ValueError(f"init must be 'noise', 'content' or a tensor, not {init!r}.")
-    if style.shape[-2:] != content.shape[-2:]:
-        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
-                                          align_corners=False, antialias=True)
-    style_grams = source_grams(model, style, style_at)
-    with torch.no_grad(), model_guard(model, freeze=True):
-        content_features = features(model, content, [content_at])[content_at]
+    _, style_grams, content_features = transfer_targets(model, content, style, content_at, style_at)
 
     def loss_fn(x):
         return style_transfer_loss(model, x, content_features, content_at, style_grams, ratio, tv_weight)
@@ -304,6 +299,19 @@ def transfer_style(model, content, style, ratio=1e-3, steps=100, content_at=None
     return optimize_image(loss_fn, start, steps, low, high, model=model, stop=stop,
                           snapshot_every=snapshot_every, progress=progress,
                           description="style transfer")
+
+
+def transfer_targets(model, content, style, content_at, style_at):
+    """What a transfer matches, computed once: the painting stretched to the photo's size (as
+    Gatys et al. do), its Gram matrices at ``style_at`` and the photo's features at
+    ``content_at``. Returns (painting, grams, photo features)."""
+    if style.shape[-2:] != content.shape[-2:]:
+        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
+                                          align_corners=False, antialias=True)
+    grams = source_grams(model, style, style_at)
+    with torch.no_grad(), model_guard(model, freeze=True):
+        photo = features(model, content, [content_at])[content_at]
+    return style, grams, photo
 
 
 def content_shape(image, size):
@@ -337,12 +345,8 @@ def balanced_ratio(model, content, style, content_at=None, style_at=None):
     style = single_image(style, model, "style")
     content_at = content_at or content_layer(model)
     style_at = list(style_at or style_layers(model))
-    if style.shape[-2:] != content.shape[-2:]:
-        style = nn.functional.interpolate(style, size=content.shape[-2:], mode="bilinear",
-                                          align_corners=False, antialias=True)
-    grams = source_grams(model, style, style_at)
+    style, grams, photo = transfer_targets(model, content, style, content_at, style_at)
     with torch.no_grad(), model_guard(model, freeze=True):
-        photo = features(model, content, [content_at])[content_at]
         _, photo_parts = style_transfer_loss(model, content, photo, content_at, grams)
         _, painting_parts = style_transfer_loss(model, style, photo, content_at, grams)
     return photo_parts["style"] / painting_parts["content"]
