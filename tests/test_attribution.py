@@ -279,3 +279,19 @@ def test_saliency_box_boxes_the_largest_blob_not_a_stray_speck():
     assert not mask[:6, :6].any()           # the speck is another, smaller component
     with pytest.raises(ValueError, match="H×W"):
         saliency_box(torch.zeros(3, 8, 8))
+
+
+def test_class_saliencies_equal_the_saliency_of_each_class(lite):
+    # the batched backward pass of an explorer's top classes gives each class its own map
+    from utils.attribution import class_saliencies, saliency
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    classes = [3, 281, "tabby", 3]                   # an index, a label, a class twice
+    maps = class_saliencies(lite, x, classes)
+    one = torch.cat([saliency(lite, x, c) for c in classes])
+    assert maps.shape == (4, 96, 96) and torch.allclose(maps, one, atol=1e-6 * float(one.max()))
+    assert not torch.allclose(maps[0], maps[1])      # other classes, other maps
+    assert count_hooks(lite) == 0 and all(p.grad is None for p in lite.parameters())
+    with pytest.raises(ValueError, match="one image"):
+        class_saliencies(lite, torch.zeros(2, 3, 32, 32), [1])
+    with pytest.raises(TargetError):
+        class_saliencies(lite, x, ["no such class"])

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from utils.deconvnet import (project_with_rule, project_with_switches, support_box,
-                             top_activations, unpool)
+from utils.deconvnet import (ChannelProjector, project_with_rule, project_with_switches,
+                             square_box, support_box, top_activations, unpool)
 from utils.hooks import count_hooks
 
 
@@ -127,3 +127,33 @@ def test_top_activations_are_sorted_and_distinct_images():
     with torch.no_grad():
         best = net.features[:2](x).flatten(1).max(1).values.max().item()
     assert values[0] == pytest.approx(best)
+
+
+def test_channel_projector_equals_the_one_channel_projection(lite):
+    # the explorer's projector keeps one forward pass per rule and answers channel after
+    # channel: each answer is project_with_rule's, on the bundled model (ReLU6, no pooling)
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    layer = lite.spec.layer("stages")[2]
+    projector = ChannelProjector(lite, x, layer)
+    assert count_hooks(lite) == 0 and not any(p.grad is not None for p in lite.parameters())
+    for channel in (0, 5, 0, 17):                      # a channel shown before, too
+        shown = projector(channel)
+        assert set(shown) == {"deconvnet", "gradient", "guided"}
+        for rule, (projection, where) in shown.items():
+            one, positions = project_with_rule(lite, x, layer, channel, rule=rule)
+            assert [where] == positions and projection.abs().max() > 0
+            assert torch.allclose(projection, one, atol=1e-6 * float(one.abs().max()))
+    assert not torch.allclose(shown["guided"][0], shown["deconvnet"][0])
+    fixed = projector(3, position=(1, 2))
+    assert all(where == (1, 2) for _, where in fixed.values())
+    with pytest.raises(IndexError, match="channel"):
+        projector(10_000)
+    with pytest.raises(ValueError, match="one image"):
+        ChannelProjector(lite, torch.zeros(2, 3, 32, 32), layer)
+
+
+def test_square_box_keeps_the_box_and_stays_inside_the_image():
+    assert square_box((10, 20, 30, 30), (100, 100)) == (10, 15, 30, 35)    # centred, 20×20
+    assert square_box((0, 0, 8, 40), (100, 100)) == (0, 0, 40, 40)         # pushed inside
+    assert square_box((90, 95, 100, 100), (100, 100)) == (90, 90, 100, 100)
+    assert square_box((0, 0, 100, 60), (60, 100)) == (20, 0, 80, 60)       # no larger than 60

@@ -103,3 +103,39 @@ def test_channel_slider_follows_the_layer_and_opens_on_its_strongest_channel():
     follow_layer(layer, channel, acts.__getitem__)
     layer.value = "b"
     assert channel.max == 15 and channel.value == 5
+
+
+def test_a_slow_change_says_it_is_computing_until_its_figure_is_sent():
+    import threading
+
+    import matplotlib.pyplot as plt
+
+    said = threading.Event()
+    seen = {}
+
+    def draw(channel):
+        if channel == 3:                   # a slow change: runs until the explorer says so
+            seen["said"] = said.wait(30)
+            seen["grey"] = "vcnn-busy" in box.children[-1]._dom_classes
+        plt.figure(figsize=(2, 2))
+        plt.plot([0, channel])
+
+    slider = channel_slider(4, value=1)
+    box = connect(draw, busy_after=0.0, channel=slider)
+    line = box.busy.line
+    line.observe(lambda change: said.set() if "computing" in change["new"] else None, names="value")
+    first = box.children[-1].value
+    slider.value = 3
+    assert seen == {"said": True, "grey": True}
+    assert line.value == "" and "vcnn-busy" not in box.children[-1]._dom_classes
+    assert box.children[-1].value != first                      # the new figure was sent
+
+
+def test_a_quick_change_never_says_it_is_computing():
+    said = []
+    slider = channel_slider(4, value=1)
+    box = connect(lambda channel: None, busy_after=30.0, channel=slider)
+    box.busy.line.observe(lambda change: said.append(change["new"]), names="value")
+    slider.value = 2
+    slider.value = 3
+    assert said == [] and box.busy.line.value == ""

@@ -203,6 +203,29 @@ def saliency(model, x, target=None):
     return pixel_map(input_gradient(model, x, target))
 
 
+def class_saliencies(model, x, classes):
+    """``saliency`` of one image (1×3×H×W) for each of ``classes`` (K×H×W): one forward pass
+    and one backward pass batched over the K classes (the seeds of
+    ``torch.autograd.grad(..., is_grads_batched=True)``), for an explorer that offers a
+    photo's top classes. Same numbers as ``saliency(model, x, c)`` class by class."""
+    x = image_batch(x, model)
+    if x.shape[0] != 1:
+        raise ValueError(f"class_saliencies takes one image, got a batch of {x.shape[0]}.")
+    classes = list(classes)
+    if not classes:
+        raise ValueError("class_saliencies needs at least one class.")
+    checked = check_target(model, classes, len(classes))       # labels or indices
+    with model_guard(model, freeze=True), torch.enable_grad():
+        x = enable_input_grad(x)
+        logits = model(x)
+        targets = choose_target(checked, logits)
+        seeds = torch.zeros((len(targets),) + tuple(logits.shape), dtype=logits.dtype,
+                            device=logits.device)
+        seeds[torch.arange(len(targets)), 0, targets] = 1.0
+        grads, = torch.autograd.grad(logits, x, seeds, is_grads_batched=True)
+    return pixel_map(grads[:, 0])
+
+
 def guided_backprop(model, x, target=None):
     """Guided backpropagation (Springenberg et al. 2015): dS_c/dx with the guided ReLU rule."""
     return input_gradient(model, x, target, rule="guided")

@@ -194,7 +194,51 @@ def _jpeg(canvas, box, quality):
     return buffer.getvalue()
 
 
-def connect(draw, **controls):
+BUSY_AFTER = 0.1            # seconds a change may take before it says "computing…"
+BUSY_TEXT = ("<style>.vcnn-busy {opacity: 0.4; filter: grayscale(1)}</style>"
+             "<span style='color:#555'>computing…</span>")
+
+
+class Busy:
+    """The explorer's busy state: ``with busy: draw(...)`` shows a "computing…" line and
+    greys out the figure (``shown``) if the block is still running after ``after`` seconds,
+    and clears both when it ends. A timer thread sets the state, so the browser hears of it
+    while the kernel is still computing; a change quicker than ``after`` never flickers.
+    """
+
+    def __init__(self, picture, after=BUSY_AFTER):
+        import threading
+        self.picture, self.after, self.lock = picture, after, threading.Lock()
+        self.line = W.HTML(layout=W.Layout(height="1.6em", margin="0"))
+        self.shown, self.running, self.timer = False, False, None
+
+    def show(self):
+        with self.lock:
+            if self.running and not self.shown:
+                self.shown = True
+                self.line.value = BUSY_TEXT
+                self.picture.add_class("vcnn-busy")
+
+    def __enter__(self):
+        import threading
+        self.running = True
+        self.timer = threading.Timer(self.after, self.show)
+        self.timer.daemon = True
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        with self.lock:
+            self.running = False
+            if self.shown:
+                self.shown = False
+                self.line.value = ""
+                self.picture.remove_class("vcnn-busy")
+        return False
+
+
+def connect(draw, busy_after=BUSY_AFTER, **controls):
     """Call ``draw(**values)`` now and whenever a control changes; return the UI box.
 
     What ``draw`` returns decides how the picture is made:
@@ -209,11 +253,16 @@ def connect(draw, **controls):
     prints (text, progress bars, errors) appears in an output area above the figure. An
     ``ImagePicker`` passes its PIL image; other widgets pass their ``.value``. A change that
     leaves every value as it was drawn (two controls moved by one action) is not redrawn.
+
+    A change that takes longer than ``busy_after`` seconds (a new photo, a map to recompute)
+    says so while it runs: a line under the controls reads "computing…" and the figure greys
+    out, until the new figure replaces it (``Busy``). Quicker changes never show it.
     """
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
     output, picture = W.Output(), W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
-    box = Explorer(list(controls.values()) + [output, picture])
+    busy = Busy(picture, busy_after)
+    box = Explorer(list(controls.values()) + [busy.line, output, picture])
     in_place = []                        # the InPlace of the figure last changed in place
     drawn = []                           # the values of the figure on screen
 
@@ -227,7 +276,7 @@ def connect(draw, **controls):
         now = values()
         if drawn and same(now, drawn[-1]):
             return
-        with output:
+        with output, busy:               # busy until the new figure is sent
             output.clear_output(wait=True)
             before = set(plt.get_fignums())
             result = draw(**now)
@@ -254,5 +303,5 @@ def connect(draw, **controls):
         else:
             control.observe(redraw, names="value")
     redraw()
-    box.redraw = redraw
+    box.redraw, box.busy = redraw, busy
     return box
