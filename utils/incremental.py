@@ -183,9 +183,10 @@ def span(starts, length, in_size, out_size, kernel, stride, dilation, pad):
                 (out_length - 1) * stride + reach, pad_after)
 
 
-def windowed(window, patch, out_clean):
+def windowed(window, patch, out_clean, pad=F.pad):
     """The layer on the rectangle its input's change reaches: read that rectangle's input
-    (plus the kernel's border) from the padded clean map with the change pasted in, run it."""
+    (plus the kernel's border) from the padded clean map with the change pasted in, run it.
+    ``pad`` pads the clean map (``F.pad``, or a cache of the maps padded before)."""
     (h, w), (height, width) = patch.size, patch.map_size
     out_height, out_width = out_clean.shape[-2:]
     rows = span(patch.tops, h, height, out_height, window.kernel[0], window.stride[0],
@@ -194,7 +195,7 @@ def windowed(window, patch, out_clean):
                 window.dilation[1], window.padding[1])
     top, left = window.padding
     pads = (left, cols.pad_after, top, rows.pad_after)
-    clean = F.pad(patch.clean, pads, value=window.fill) if any(pads) else patch.clean
+    clean = pad(patch.clean, pads, value=window.fill) if any(pads) else patch.clean
     padded = Patch(patch.values, [t + top for t in patch.tops], [column + left for column in patch.lefts],
                    clean)
     x = read(padded, rows.read_starts, cols.read_starts, rows.read_length, cols.read_length)
@@ -322,12 +323,15 @@ def multiply_adds(module, node, args, kwargs, output):
 class CountingInterpreter(fx.Interpreter):
     """Runs the graph node by node and adds up the multiply-adds (``macs``)."""
 
-    def __init__(self, model, graph, keep_all=False):
+    def __init__(self, model, graph, keep_all=False, modules=None):
         super().__init__(model, garbage_collect_values=not keep_all, graph=graph)
-        self.macs = 0
+        self.macs, self.modules = 0, {} if modules is None else modules
 
     def module_of(self, node):
-        return self.fetch_attr(node.target) if node.op == "call_module" else None
+        """The module a node calls (None for a function), looked up once per node."""
+        if node not in self.modules:
+            self.modules[node] = self.fetch_attr(node.target) if node.op == "call_module" else None
+        return self.modules[node]
 
     def run_node(self, node):
         args, kwargs = self.fetch_args_kwargs_from_env(node)
@@ -356,13 +360,25 @@ class OccludedPass(CountingInterpreter):
     maps the caller wants) is copied to ``kept`` as B full maps.
     """
 
-    def __init__(self, model, graph, clean, keep=None):
-        super().__init__(model, graph)
+    def __init__(self, model, graph, clean, keep=None, memo=None):
+        memo = {} if memo is None else memo       # what one image's passes share: see below
+        super().__init__(model, graph, modules=memo.setdefault("modules", {}))
         self.clean, self.keep, self.kept = clean, keep, None
-        self.varying = set()                          # nodes that depend on the image
-        for node in graph.nodes:
-            if node.op == "placeholder" or any(n in self.varying for n in node.all_input_nodes):
-                self.varying.add(node)
+        self.padded = memo.setdefault("padded", {})       # clean maps padded for a window
+        if "varying" not in memo:                         # nodes that depend on the image
+            memo["varying"] = set()
+            for node in graph.nodes:
+                if node.op == "placeholder" or any(n in memo["varying"] for n in node.all_input_nodes):
+                    memo["varying"].add(node)
+        self.varying = memo["varying"]
+
+    def pad(self, clean, pads, value):
+        """``F.pad`` of a clean map, computed once per map and padding (the clean maps do
+        not change from one position to the next)."""
+        key = (id(clean), tuple(pads), value)
+        if key not in self.padded:
+            self.padded[key] = (clean, F.pad(clean, pads, value=value))   # clean: keeps id valid
+        return self.padded[key][1]
 
     def compute(self, node, args, kwargs):
         patches = patches_in((args, kwargs))
@@ -372,7 +388,7 @@ class OccludedPass(CountingInterpreter):
             module, out_clean = self.module_of(node), self.clean[node]
             window = window_of(node, module, args, kwargs) if len(patches) == 1 else None
             if window is not None and args[0] is patches[0]:
-                return settle(windowed(window, patches[0], out_clean))
+                return settle(windowed(window, patches[0], out_clean, self.pad))
             if positionwise(node, module, out_clean, patches[0].map_size):
                 run = lambda a, k: self.as_the_model_does(node, a, k)
                 return settle(on_union(run, args, kwargs, patches, out_clean))
@@ -408,14 +424,16 @@ class IncrementalOcclusion:
         self.keep = output_node(self.graph, layer) if layer is not None else None
         self.image, self.clean, self.clean_macs = None, None, 0
         self.macs, self.full_macs = 0, 0
+        self.memo = {}            # shared by the passes of one image (OccludedPass)
 
     def forward(self, i, tops, lefts, size, fill):
         if self.image != i:                       # the clean activations of image i, once
             self.image = i
             self.clean, self.clean_macs = clean_activations(self.model, self.graph, self.x[i:i + 1])
+            self.memo = {}
         square = self.x.new_empty(len(tops), self.x.shape[1], size, size)
         square[:] = fill
-        occluded = OccludedPass(self.model, self.graph, self.clean, self.keep)
+        occluded = OccludedPass(self.model, self.graph, self.clean, self.keep, self.memo)
         logits = occluded.run(settle(Patch(square, list(tops), list(lefts), self.x[i:i + 1])))
         self.macs += occluded.macs
         self.full_macs += self.clean_macs * len(tops)
