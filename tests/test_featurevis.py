@@ -209,3 +209,22 @@ def test_survival_is_one_without_transformations_and_measures_loss_under_them():
     base = fv.activation(model, unit, stripes)
     shifted = fv.activation(model, unit, stripes.roll(1, dims=2))
     assert not torch.allclose(base, shifted)             # the unit depends on exact positions
+
+
+def test_the_exercise_check_takes_the_reference_and_refuses_common_slips():
+    from utils import exercises as X
+    assert X.check_fourier_image(fv.spectrum_to_image)
+
+    def times_f(z, h, w):                       # |f| instead of 1/|f|
+        scale = fv.frequencies(h, w).clamp_min(1 / max(h, w))
+        return torch.fft.irfft2(scale * torch.view_as_complex(z.contiguous()), s=(h, w), norm="ortho")
+
+    def not_orthonormal(z, h, w):
+        return torch.fft.irfft2(fv.spectrum_scale(h, w) * torch.view_as_complex(z.contiguous()), s=(h, w))
+
+    def unbounded(z, h, w):                     # 1/|f| with the constant term left at 1/1e-6
+        scale = 1 / fv.frequencies(h, w).clamp_min(1e-6)
+        return torch.fft.irfft2(scale * torch.view_as_complex(z.contiguous()), s=(h, w), norm="ortho")
+    assert not X.check_fourier_image(times_f)
+    assert not X.check_fourier_image(not_orthonormal)
+    assert not X.check_fourier_image(unbounded)

@@ -577,3 +577,15 @@ def check_spike_cost(answer):
                    "Not quite: three pixels get a jump: the spike itself (to its right and below: "
                    "√(h² + h²) for β = 1), its left neighbour and its upper neighbour (h each).",
                    answered=answer is not None)
+
+
+# --- 12 feature visualisation ------------------------------------------------------------
+def check_fourier_image(student):
+    """12: Olah et al.'s 1/f Fourier parametrisation, F⁻¹[s(f)·z] with s(f) = 1/max(|f|, 1/max(H, W)),
+    on an odd width and a non-square image: a scale of |f| instead of 1/|f|, a forgotten
+    bound at f = 0, fftfreq for the columns or the default (not orthonormal) inverse all differ."""
+    from .featurevis import spectrum_to_image
+    return check_function(student, spectrum_to_image, (_random(2, 3, 12, 9, 2), 12, 17),
+                          "Scale each coefficient by 1/max(|f|, 1/max(H, W)) with |f| = hypot(fftfreq(H)[:, None], "
+                          "rfftfreq(W)[None, :]), make it complex (torch.view_as_complex), then "
+                          "torch.fft.irfft2(..., s=(H, W), norm='ortho').")

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .deepdream import NormalizedStep, l2_objective
+from .env import seconds_per_step
 from .hooks import LOGITS, check_channel, layer_outputs, model_guard, resolve_layer
 from .images import blur
 from .optimize import optimize_image
@@ -125,6 +126,12 @@ def channel(layer, channel):
                      _checked(layer, channel))
 
 
+def peak(layer, channel):
+    """A channel's largest value over positions: the score notebook 02 ranks patches by."""
+    return Objective(f"{layer}:{channel} peak", [layer],
+                     lambda o: _pick(o[layer], channel).flatten(1).amax(1), _checked(layer, channel))
+
+
 def negative(layer, channel_):
     """The negative of a channel: the image that makes it as small as possible."""
     return -channel(layer, channel_)
@@ -161,7 +168,7 @@ def class_logit(target, channel=None):
     return Objective(f"class {target}", [LOGITS], value, check)
 
 
-OBJECTIVES = {"unit": unit, "channel": channel, "layer": layer_objective, "class": class_logit,
+OBJECTIVES = {"unit": unit, "channel": channel, "peak": peak, "layer": layer_objective, "class": class_logit,
               "negative": negative, "sum": channel_sum}
 
 
@@ -417,6 +424,20 @@ def visualize(model, objective, size=128, steps=256, method="parametrised", n=1,
 
 
 # --------------------------------------------------------------------------- measurements
+
+def step_seconds(model, objective, size=128, n=1):
+    """Wall time of one parametrised step (transform, forward to the objective's layers and
+    back) for ``n`` images of size×size, on this machine (``env.seconds_per_step``)."""
+    check_objective(model, objective, n)
+    device = next(model.parameters()).device
+    z = random_spectrum(n, size, size).to(device).requires_grad_(True)
+    generator = torch.Generator().manual_seed(0)
+
+    def step():
+        (-_evaluate(model, objective, random_transform(fourier_rgb(z, size, size), generator))).sum().backward()
+    with model_guard(model, freeze=True):
+        return seconds_per_step(step)
+
 
 def activation(model, objective, rgb):
     """The objective of RGB images (N×3×H×W in [0, 1]), no transformation, no graph."""
