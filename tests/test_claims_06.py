@@ -82,26 +82,27 @@ def test_pointing_hit_misses_a_peak_away_from_the_box():
 # ------------------------------------------------------------------ the blur's σ
 
 def test_the_authors_sigma_is_twenty_pixels_of_the_photo():
-    """fixation_heatmap scales σ (20 px at 224); passing 20·224/min(H, W) gives the authors'
-    20 px of the photo: on a 448-px photo the two differ by a factor of two."""
-    shape, points = (448, 448), [(224, 224)]
-    ours = F.fixation_heatmap(points, shape)[1]
-    authors = F.fixation_heatmap(points, shape, sigma_at_224=20 * 224 / 448)[1]
-    reference = F.fixation_map(points, shape, sigma=20, grid=None)
-    assert np.abs(authors - reference).max() < 0.02
-    width = lambda m: (m[224] > 0.5).sum()                   # full width at half maximum
-    assert width(ours) == pytest.approx(2 * width(authors), rel=0.1)
+    """fixation_heatmap blurs with σ = 20 px of the photo the points live in, as the authors'
+    heatmap(img, pts, sigma=20): the same width in pixels on a 224-px and a 448-px photo, not
+    the same share of the photo (a map scaled with the photo would be twice as wide at 448)."""
+    width = lambda m: (m[m.shape[0] // 2] > 0.5).sum()       # full width at half maximum
+    small = F.fixation_heatmap([(112, 112)], (224, 224))[1]
+    large = F.fixation_heatmap([(224, 224)], (448, 448))[1]
+    reference = F.fixation_map([(224, 224)], (448, 448), sigma=20, grid=None)
+    assert np.abs(large - reference).max() < 0.02
+    assert width(large) == pytest.approx(width(small), abs=2)
+    scaled = F.fixation_map([(224, 224)], (448, 448), sigma=40)
+    assert width(scaled) == pytest.approx(2 * width(large), rel=0.1)
 
 
 # ------------------------------------------------------------------ the conv-rule exercise
 
 def right(a, w, y, x, position):
     window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]    # zero padding 1
-    contribution = window * w
-    c = int(contribution.sum(dim=(1, 2)).argmax())
-    if position == "centre" or not contribution[c].max() > 0:
+    c = int((window * w).sum(dim=(1, 2)).argmax())
+    if position == "centre" or not window[c].max() > 0:     # after a ReLU: zero all over
         return c, y, x
-    i, j = divmod(int(contribution[c].argmax()), 3)
+    i, j = divmod(int(window[c].argmax()), 3)
     return c, y - 1 + i, x - 1 + j
 
 
@@ -115,22 +116,22 @@ def channel_by_single_product(a, w, y, x, position):       # the largest product
     return (int(products.flatten(1).max(1).values.argmax()),) + right(a, w, y, x, position)[1:]
 
 
-def strongest_activation(a, w, y, x, position):            # the residual demo's placement
+def strongest_contribution(a, w, y, x, position):          # our "strongest", not the demo's
     window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]
-    c = int((window * w).sum(dim=(1, 2)).argmax())
-    if position == "centre" or not (window[c] * w[c]).max() > 0:
+    contribution = window * w
+    c = int(contribution.sum(dim=(1, 2)).argmax())
+    if position == "centre" or not contribution[c].max() > 0:
         return c, y, x
-    i, j = divmod(int(window[c].argmax()), 3)
+    i, j = divmod(int(contribution[c].argmax()), 3)
     return c, y - 1 + i, x - 1 + j
 
 
 def no_dead_window(a, w, y, x, position):                   # argmax even where nothing fires
     window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]
-    contribution = window * w
-    c = int(contribution.sum(dim=(1, 2)).argmax())
+    c = int((window * w).sum(dim=(1, 2)).argmax())
     if position == "centre":
         return c, y, x
-    i, j = divmod(int(contribution[c].argmax()), 3)
+    i, j = divmod(int(window[c].argmax()), 3)
     return c, y - 1 + i, x - 1 + j
 
 
@@ -141,17 +142,16 @@ def in_window_coordinates(a, w, y, x, position):
 
 def without_padding(a, w, y, x, position):                  # window starts at (y, x)
     window = tf.pad(a, (0, 2, 0, 2))[:, y:y + 3, x:x + 3]
-    contribution = window * w
-    c = int(contribution.sum(dim=(1, 2)).argmax())
-    if position == "centre" or not contribution[c].max() > 0:
+    c = int((window * w).sum(dim=(1, 2)).argmax())
+    if position == "centre" or not window[c].max() > 0:
         return c, y, x
-    i, j = divmod(int(contribution[c].argmax()), 3)
+    i, j = divmod(int(window[c].argmax()), 3)
     return c, y + i, x + j
 
 
-MISTAKES = [channel_by_activation, channel_by_single_product, strongest_activation,
+MISTAKES = [channel_by_activation, channel_by_single_product, strongest_contribution,
             no_dead_window, in_window_coordinates, without_padding,
-            lambda a, w, y, x, position: right(a, w, y, x, "strongest"),   # ignores position
+            lambda a, w, y, x, position: right(a, w, y, x, "activation"),   # ignores position
             lambda a, w, y, x, position: right(a, w, y, x, "centre"),
             lambda a, w, y, x, position: (lambda c, y_, x_: (c, x_, y_))(*right(a, w, y, x, position))]
 
@@ -170,10 +170,10 @@ def test_the_conv_rule_check_refuses_each_plausible_mistake(mistake, capsys):
 def test_the_hint_names_what_differs(capsys):
     X.check_conv_rule(channel_by_activation)
     X.check_conv_rule(MISTAKES[6])
-    X.check_conv_rule(strongest_activation)
-    channel, centre, strongest = capsys.readouterr().out.splitlines()
+    X.check_conv_rule(strongest_contribution)
+    channel, centre, activation = capsys.readouterr().out.splitlines()
     assert "the channel" in channel and "centre placement" in centre
-    assert "strongest placement" in strongest
+    assert "activation placement" in activation
 
 
 def test_the_conv_rule_cases_include_a_dead_window_and_the_border():
@@ -286,9 +286,9 @@ class StridedNet(torch.nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
-def test_the_centre_rules_places_are_the_last_maps_cells_the_strongest_rules_every_pixel():
+def test_the_centre_rules_places_are_the_last_maps_cells_the_moving_rules_every_pixel():
     net, x = StridedNet().eval(), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    for rule, n_places in [("centre", 16), ("strongest", 64)]:
+    for rule, n_places in [("centre", 16), ("activation", 64), ("strongest", 64)]:
         points, layers = F.backtrack(net, x, 0, return_layers=True, position=rule)
         places = F.walk_places(net, layers, rule)
         pixels = list(places.values())[-1]                      # the places at the image

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from . import attribution, cam, deconvnet, deepdream, evaluation, features, inversion, localize, occlusion, style
 from .features import strongest_channels
-from .fixations import POSITIONS, conv_rule, record_forward
+from .fixations import conv_rule, record_forward
 from .hooks import resolve_layer
 from .localize import bounding_box, largest_region
 from .style import gram_matrix
@@ -411,31 +411,35 @@ def conv_rule_cases():
     """06: the inputs of ``check_conv_rule``: (a, w, y, x) with a C×H×W input after a ReLU and
     one output channel's 3×3 filter. Inner points, points on the border (the window reaches
     into the padding), a dead window (no input fires) and a window where every real position
-    of the best channel contributes negatively (only the padding is 0)."""
+    of the best channel contributes negatively (only the padding is 0). No two positions of a
+    window tie, but in the dead window."""
     a, w = _random(4, 6, 6).clamp(min=0), _random(4, 3, 3, seed=1)
     cases = [(a, w, y, x) for y, x in [(2, 3), (3, 1), (4, 4), (1, 2), (0, 0), (5, 3), (2, 5)]]
     dead = a.clone()
     dead[:, 3:6, 3:6] = 0                                    # nothing fires around (4, 4)
     cases.append((dead, w, 4, 4))
-    cases.append((a.abs() + 0.1, -w.abs(), 0, 5))            # every real product negative
+    cases.append((_random(4, 6, 6, seed=2).abs() + 0.1, -w.abs(), 0, 5))   # every product < 0
     return cases
 
 
 def check_conv_rule(student):
-    """06: one point (y, x) through a 3×3 conv (stride 1, zero padding 1), both placements.
+    """06: one point (y, x) through a 3×3 conv (stride 1, zero padding 1), both of the
+    authors' placements.
 
     ``student(a, w, y, x, position)`` -> (c, y_in, x_in), compared with ``fixations.conv_rule``
-    on ``conv_rule_cases()`` for position "centre" and "strongest". The hint names the first
-    thing that differs: the channel, the centre placement or the strongest placement.
+    on ``conv_rule_cases()`` for position "centre" (the plain-network demo) and "activation"
+    (the residual demo). The hint names the first thing that differs: the channel, the centre
+    placement or the activation placement.
     """
     def answer(*args):
         c, y, x = student(*args)
         return int(c), int(y), int(x)
 
+    placements = ("centre", "activation")
     mistakes = []
     try:
         for a, w, y, x in conv_rule_cases():
-            for position in POSITIONS:
+            for position in placements:
                 [right] = conv_rule({(0, y, x)}, a, w[None], (1, 1), (1, 1), 1, position)
                 got = answer(a, w, y, x, position)
                 if got != right:
@@ -451,13 +455,14 @@ def check_conv_rule(student):
     elif any(position == "centre" for position, _ in mistakes):
         hint = "the centre placement: the point keeps its place, (y, x) (stride 1, padding 1)."
     else:
-        hint = ("the strongest placement: the window position (i, j) where a_c · w_c is largest "
-                "goes to (y − 1 + i, x − 1 + j) on the input; padding is not a position, and "
-                "where nothing contributes positively the point stays at the centre.")
+        hint = ("the activation placement: the window position (i, j) where the chosen "
+                "channel's activation a_c* is largest (the weights do not count) goes to "
+                "(y − 1 + i, x − 1 + j) on the input; padding is not a position, and where the "
+                "channel is zero all over the window the point stays at (y, x).")
     return verdict(not mistakes, f"Right: both placements agree with utils on all "
                    f"{len(conv_rule_cases())} points.",
-                   f"Not yet: {len(mistakes)} of {2 * len(conv_rule_cases())} answers differ; "
-                   f"look at {hint}")
+                   f"Not yet: {len(mistakes)} of {len(placements) * len(conv_rule_cases())} "
+                   f"answers differ; look at {hint}")
 
 
 def check_gram_matrix(student):

@@ -64,6 +64,7 @@ photo (``to_image_coordinates``). Sizes are (H, W), like array shapes; only PIL'
 """
 import math
 import warnings
+import weakref
 from collections import Counter, defaultdict, namedtuple
 
 import numpy as np
@@ -73,6 +74,7 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from .env import fixed_threads
 from .hooks import model_guard
 from .images import load_image, one_image
 from .plotting import MAX_PER_ROW
@@ -83,7 +85,7 @@ ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.BatchNorm1d, nn.Dro
                        nn.Identity, nn.LeakyReLU, nn.Hardtanh)
 POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 LEAF_MODULES = (nn.Conv2d, nn.Linear) + ELEMENTWISE_MODULES + POOL_MODULES
-POSITIONS = ("centre", "strongest")          # where a conv moves a point: see conv_rule
+POSITIONS = ("centre", "activation", "strongest")     # where a conv moves a point: see conv_rule
 
 
 class _Tracer(fx.Tracer):
@@ -123,6 +125,13 @@ def record(graph_module, x):
 
 
 # ------------------------------------------------------------------- rules, one per layer
+#
+# Each rule is written twice. The functions below (``fc_rule``, ``conv_rule``, ...) route one
+# point at a time, as the paper states the rules: they are the reference, read in the notebook
+# and checked by hand in tests/test_fixations.py. The walk runs their batched forms
+# (``_fc_batch``, ``_conv_batch``, ...: every point of a layer at once, as index tensors),
+# which tests/test_fixations.py checks equal to the reference walk (``backtrack(...,
+# reference=True)``) on small networks.
 
 def fc_rule(points, a, weight, spatial_input, top=None):
     """FC layer. ``a``: input vector (D,); ``weight``: (out, D); points: {(i,)}.
@@ -144,10 +153,13 @@ def conv_rule(points, a, weight, stride, pad, groups, position="centre"):
     """Conv layer. ``a``: input (C, H, W); ``weight``: (K_out, C/groups, kh, kw), BN folded.
 
     A point (k, y, x) goes to channel c* = argmax_c Σ_window a_c · W_kc, the input channel
-    contributing most (zero padding contributes nothing), at ``position`` "centre" (the
-    authors' plain-network demo: the centre of the window, the same place on the grid) or
-    "strongest" (ours: the real window position where c* contributes most; see
-    ``strongest_position``).
+    contributing most (zero padding contributes nothing), at ``position``:
+    "centre" (the plain-network demo, layers.py ``conv``): the centre of the window, the
+    same place on the grid; "activation" (the residual demo, ``res2res`` and ``end``): the
+    real window position where the *activation* a_c* is largest; "strongest" (ours): the
+    real window position where c* *contributes* most, a_c* · W_kc*, if it contributes
+    positively anywhere. Ties go to the position nearest the centre (``best_position``).
+    A 1×1 window has one position: every rule keeps the place.
     """
     C, H, W = a.shape
     kh, kw = weight.shape[2:]
@@ -162,21 +174,25 @@ def conv_rule(points, a, weight, stride, pad, groups, position="centre"):
         contribution = window * weight[k]                      # C/groups × kh × kw
         best = int(contribution.sum(dim=(1, 2)).argmax())
         dy, dx = centre
-        if position == "strongest" and kh * kw > 1:
+        if position != "centre" and kh * kw > 1:
             real = _on_map(top, left, kh, kw, H, W, a.device)
-            dy, dx = strongest_position(contribution[best], real, centre)
+            if position == "activation":
+                dy, dx = best_position(window[best], real, centre, positive=False)
+            else:
+                dy, dx = best_position(contribution[best], real, centre, positive=True)
         kept.add((first + best, min(max(top + dy, 0), H - 1), min(max(left + dx, 0), W - 1)))
     return kept
 
 
-def strongest_position(contribution, real, centre):
-    """(dy, dx) in a kh×kw window: the largest positive ``contribution`` among the ``real``
-    positions (a kh×kw mask, False on padding; None: all real), the one nearest ``centre``
-    if several tie; ``centre`` when none contributes positively (a dead ReLU, padding)."""
-    values = contribution if real is None else contribution.masked_fill(~real, -math.inf)
-    flat = int(values.argmax())
-    top = values.flatten()[flat]
-    if not top > 0:
+def best_position(values, real, centre, positive):
+    """(dy, dx) in a kh×kw window: the largest of ``values`` among the ``real`` positions (a
+    kh×kw mask, False on padding; None: all real), the one nearest ``centre`` if several tie
+    (``np.argmax`` in the authors' code takes the first, the top-left one: a dead ReLU's
+    window of zeros would walk the point up and to the left, layer after layer).
+    ``positive=True`` (the "strongest" rule): ``centre`` unless the largest value is > 0."""
+    values = values if real is None else values.masked_fill(~real, -math.inf)
+    top = values.max()
+    if positive and not top > 0:
         return centre
     ys, xs = torch.nonzero(values == top, as_tuple=True)
     if len(ys) == 1:
@@ -241,6 +257,141 @@ def cat_rule(points, sizes):
         index = int(np.searchsorted(offsets, c, side="right") - 1)
         routed[index].add((c - int(offsets[index]), *rest))
     return routed
+
+
+# The batched forms. ``idx``: the points of a layer as an N×d LongTensor (rows (i,) or
+# (c, y, x)); each returns (new points M×d', source row of each, M) so that the paths of a
+# point follow it. Work is split into chunks of about CHUNK numbers to bound the memory.
+CHUNK = 1 << 22
+
+
+def _chunks(n, per_point):
+    step = max(1, CHUNK // max(1, per_point))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _fc_batch(idx, a, weight, spatial_input, top=None):
+    """``fc_rule`` for every point at once."""
+    points, sources = [], []
+    for part in _chunks(len(idx), a.numel()):
+        contributions = a[None] * weight[idx[part, 0]]           # N × D
+        rows = torch.arange(part.start, part.stop, device=a.device)
+        if spatial_input:
+            points.append(contributions.argmax(dim=1)[:, None])
+            sources.append(rows)
+            continue
+        keep = contributions > 0
+        if top is not None and top < contributions.shape[1]:
+            strongest = contributions.topk(top, dim=1).indices
+            keep &= torch.zeros_like(keep).scatter_(1, strongest, True)
+        n, j = torch.nonzero(keep, as_tuple=True)
+        points.append(j[:, None])
+        sources.append(rows[n])
+    return torch.cat(points), torch.cat(sources)
+
+
+_CHANNELS_LAST = {}          # id of a recorded tensor -> (a weak reference to it, its copy)
+
+
+def _channels_last(t):
+    """A copy of ``t`` (…×C×H×W) with the channels last (…×H×W×C), kept while ``t`` lives
+    (the explorer reuses one recorded pass for every class): the channels of a position are
+    then one contiguous row."""
+    ref, copy = _CHANNELS_LAST.get(id(t), (None, None))
+    if ref is None or ref() is not t:
+        for key in [k for k, (r, _) in _CHANNELS_LAST.items() if r() is None]:
+            del _CHANNELS_LAST[key]                       # the tensor is gone: free its copy
+        copy = t.detach().movedim(-3, -1).contiguous()
+        _CHANNELS_LAST[id(t)] = (weakref.ref(t), copy)
+    return copy
+
+
+def _gather_windows(a, channels, top, left, kh, kw, fill, last=None):
+    """a[channels[n], top[n] + i, left[n] + j] for every point n, as N × kh × kw × channels
+    (``channels``: N × m indices, or None for all of them, read from ``last``, ``a`` with its
+    channels last), ``fill`` off the map, and the N × kh × kw mask of the positions on the map."""
+    _, H, W = a.shape
+    rows = top[:, None] + torch.arange(kh, device=a.device)
+    cols = left[:, None] + torch.arange(kw, device=a.device)
+    real = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+    rows, cols = rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]
+    if channels is None:
+        window = (a.movedim(0, -1) if last is None else last)[rows, cols]
+    else:
+        window = a[channels[:, None, None, :], rows[..., None], cols[..., None]]
+    return window.masked_fill(~real[..., None], fill), real
+
+
+def _best_position_batch(values, real, centre, positive):
+    """``best_position`` for N windows (N × kh × kw) at once: (dy, dx), two N-vectors."""
+    n, kh, kw = values.shape
+    values = values.masked_fill(~real, -math.inf)
+    top = values.flatten(1).max(dim=1).values
+    ys, xs = torch.meshgrid(torch.arange(kh, device=values.device),
+                            torch.arange(kw, device=values.device), indexing="ij")
+    distance = ((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2).float()
+    ties = values == top[:, None, None]
+    flat = torch.where(ties, distance, math.inf).flatten(1).argmin(dim=1)
+    dy, dx = flat // kw, flat % kw
+    if positive:
+        dead = ~(top > 0)
+        dy, dx = dy.masked_fill(dead, centre[0]), dx.masked_fill(dead, centre[1])
+    return dy, dx
+
+
+def _conv_batch(idx, a, weight, stride, pad, groups, position="centre", last=None):
+    """``conv_rule`` for every point at once (``last``: ``a`` with its channels last)."""
+    C, H, W = a.shape
+    kh, kw = weight.shape[2:]
+    in_per_group, out_per_group = C // groups, weight.shape[0] // groups
+    centre = ((kh - 1) // 2, (kw - 1) // 2)
+    weight = _channels_last(weight)                                       # K × kh × kw × C/g
+    group = torch.arange(in_per_group, device=a.device)
+    points = []
+    for part in _chunks(len(idx), in_per_group * kh * kw):
+        k, y, x = idx[part].T
+        top, left = stride[0] * y - pad[0], stride[1] * x - pad[1]
+        first = (k // out_per_group) * in_per_group
+        channels = None if groups == 1 else first[:, None] + group
+        window, real = _gather_windows(a, channels, top, left, kh, kw, 0.0, last)  # N×kh×kw×C/g
+        contribution = window * weight[k]
+        best = contribution.sum(dim=(1, 2)).argmax(dim=1)
+        dy = torch.full_like(y, centre[0])
+        dx = torch.full_like(x, centre[1])
+        if position != "centre" and kh * kw > 1:
+            rows = torch.arange(len(best), device=a.device)
+            chosen = window[rows, :, :, best] if position == "activation" else contribution[rows, :, :, best]
+            dy, dx = _best_position_batch(chosen, real, centre, positive=position == "strongest")
+        points.append(torch.stack([first + best, (top + dy).clamp(0, H - 1),
+                                   (left + dx).clamp(0, W - 1)], dim=1))
+    return torch.cat(points), torch.arange(len(idx), device=a.device)
+
+
+def _pool_batch(idx, a, out_size, kernel=None, stride=None, pad=(0, 0)):
+    """``pool_rule`` for every point at once (every tied maximum kept)."""
+    C, H, W = a.shape
+    c, y, x = idx.T
+    if kernel is None:                                     # adaptive: PyTorch's windows
+        y0, y1 = (y * H) // out_size[0], -((-(y + 1) * H) // out_size[0])
+        x0, x1 = (x * W) // out_size[1], -((-(x + 1) * W) // out_size[1])
+        kh, kw = int((y1 - y0).max()), int((x1 - x0).max())
+    else:
+        y0, x0 = stride[0] * y - pad[0], stride[1] * x - pad[1]
+        y1, x1 = y0 + kernel[0], x0 + kernel[1]
+        kh, kw = kernel
+    window, real = _gather_windows(a, c[:, None], y0, x0, kh, kw, -math.inf)
+    inside = ((torch.arange(kh, device=a.device) < (y1 - y0)[:, None])[:, :, None]
+              & (torch.arange(kw, device=a.device) < (x1 - x0)[:, None])[:, None, :])
+    window = window[..., 0].masked_fill(~(real & inside), -math.inf)
+    n, i, j = torch.nonzero(window == window.flatten(1).max(dim=1).values[:, None, None], as_tuple=True)
+    return torch.stack([c[n], y0[n] + i, x0[n] + j], dim=1), n
+
+
+def _add_batch(idx, skip, branch):
+    """``add_rule`` for every point at once: (rows to the skip, rows to the branch)."""
+    c, y, x = idx.T
+    to_skip = skip[c, y, x] >= branch[c, y, x]
+    return torch.nonzero(to_skip).flatten(), torch.nonzero(~to_skip).flatten()
 
 
 # ------------------------------------------------------------------- the graph walk
@@ -318,50 +469,239 @@ took the skip are elsewhere); ``axes``: the map's receptive-field (rows, cols) `
 (``grid_places``)."""
 
 
-def backtrack(model, x, target=None, recorded=None, return_layers=False, position="centre",
-              count=False, top=None):
+FAMILIES = {"plain": "centre", "inception": "centre", "residual": "activation"}
+FAMILIES_DOC = """The authors' rule for each family of network (``position="official"``):
+plain networks (AlexNet, VGG-16: demo/layers.py) and GoogLeNet (concatenations:
+layers.py ``inception``) keep a point at its window's centre in every convolution; residual
+networks (ResNet-101: demo/demo_res101.ipynb) move it to the strongest activation of the
+chosen channel in every convolution wider than 1×1 (``network_family``)."""
+
+
+def network_family(graph_module):
+    """"residual" if the graph adds two maps of the same shape (a skip connection),
+    "inception" if it concatenates maps along the channels, else "plain"."""
+    family = "plain"
+    for node in graph_module.graph.nodes:
+        tensors = [a for a in node.args if isinstance(a, fx.Node)]
+        if _is_add(node) and len(tensors) == 2:
+            return "residual"
+        if node.target is torch.cat and (node.args[1:] or [node.kwargs.get("dim", 0)])[0] == 1:
+            family = "inception"
+    return family
+
+
+def official_position(model, graph=None):
+    """The conv rule of the authors' demo for ``model``'s family (``FAMILIES``)."""
+    return FAMILIES[network_family(graph if graph is not None else trace(model))]
+
+
+def _is_add(node):
+    target = node.target
+    return target in (torch.add, "add", "__add__", "iadd", "__iadd__") or \
+        getattr(target, "__name__", "") in ("add", "iadd")
+
+
+def backtrack(model, x, target=None, recorded=None, return_layers=False, position="official",
+              count=False, top=None, reference=False):
     """Fixations for class ``target`` on one image ``x`` (1×3×H×W): pixels of the input.
 
     ``target``: a class index or label (None: the predicted class; ``utils.targets``).
     ``recorded`` is an earlier ``record_forward(model, x)``. ``position``: where a conv
-    moves a point, "centre" (the authors' plain-network demo) or "strongest" (ours;
-    ``conv_rule``).
+    moves a point (``conv_rule``): "official" (default: the authors' rule for the network's
+    family, ``official_position``), "centre" (their plain-network demo), "activation" (their
+    residual demo) or "strongest" (ours).
     ``count=False`` (the paper): the points of every layer are a set, and the sorted list
     of distinct (y, x) comes back. ``count=True``: a ``Counter`` {(y, x): number of paths
     from the class neuron} (its keys are the same pixels).
     With ``return_layers=True`` also returns {layer name: ``Layer``} for every conv, pool
     and linear layer on the way, from the class down to the pixels.
     ``top``: at the FC -> FC layers keep only the ``top`` strongest positive inputs of each
-    neuron (None, the plain-network demo: all of them; the residual demo's ``start`` keeps a
-    fixed number ``num``).
+    neuron (None, as both demos: all of them. The residual demo's ``start`` means all
+    positive ones, "choosing all positive elements", but its ascending
+    ``np.argsort(conv)[:num]`` keeps the ``num`` smallest contributions; we follow the paper).
+    ``reference=True`` routes one point at a time with the rules as written (``conv_rule``
+    ...), slowly; the default routes every point of a layer at once, with the same result.
     """
-    if position not in POSITIONS:
-        raise ValueError(f"position is one of {POSITIONS}, not {position!r}")
+    if position not in POSITIONS + ("official",):
+        raise ValueError(f"position is one of {POSITIONS + ('official',)}, not {position!r}")
     x = one_image(x, model)
     targets = check_target(model, target, 1)
     gm, values = recorded or record_forward(model, x)
+    if position == "official":
+        position = official_position(model, gm)
     output = _output_node(gm)
     target = int(choose_target(targets, values[output])[0])
+    walk = _walk_reference if reference else _walk
+    reached = walk(gm, values, output, target, position, top)
+    image = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    pixels = Counter()
+    for (*_, y, x_), paths in reached.get(image, Counter()).items():
+        pixels[(y, x_)] += paths
+    pixels = pixels if count else sorted(pixels)
+    return (pixels, _layers(gm, values, reached)) if return_layers else pixels
+
+
+def _walk_reference(gm, values, output, target, position, top):
+    """{node: Counter {point: paths}}: the points reaching each node, one point at a time."""
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     pending = defaultdict(Counter)
     pending[output][(target,)] = 1
     reached = {}                                   # node -> its points, once all are in
     for node in reversed(list(gm.graph.nodes)):
-        if node.op in ("placeholder", "get_attr") or not pending.get(node):
+        if node.op == "get_attr" or not pending.get(node):
             continue
         reached[node] = pending.pop(node)
+        if node.op == "placeholder":
+            continue
         rule = _rule(gm, node, values, order, position, top)
         for point, paths in reached[node].items():
             for source, sources in rule({point}).items():
                 for q in sources:
                     pending[source][q] += paths
-    image = next(n for n in gm.graph.nodes if n.op == "placeholder")
-    reached[image] = pending[image]
-    pixels = Counter()
-    for (*_, y, x_), paths in reached[image].items():
-        pixels[(y, x_)] += paths
-    pixels = pixels if count else sorted(pixels)
-    return (pixels, _layers(gm, values, reached)) if return_layers else pixels
+    return reached
+
+
+class _Points(namedtuple("_Points", "idx paths distinct", defaults=(False,))):
+    """The points reaching a node in the batched walk: an N×d LongTensor of points, the
+    number of paths to each (N), and whether they are known to be distinct."""
+
+    def counter(self):
+        return Counter(dict(zip(map(tuple, self.idx.tolist()), self.paths.tolist())))
+
+
+def _merge(parts):
+    """One ``_Points`` from several (each point once, its paths summed)."""
+    if len(parts) == 1 and (parts[0].distinct or len(parts[0].idx) < 2):
+        return parts[0]
+    idx = torch.cat([p.idx for p in parts])
+    paths = torch.cat([p.paths for p in parts])
+    unique, inverse = torch.unique(idx, dim=0, return_inverse=True)
+    return _Points(unique, torch.zeros(len(unique), dtype=paths.dtype).index_add_(0, inverse, paths), True)
+
+
+class _LazyCounters(dict):
+    """{node: Counter}, converted from the batched walk's tensors only when read."""
+
+    def __getitem__(self, node):
+        value = super().__getitem__(node)
+        if isinstance(value, _Points):
+            value = value.counter()
+            self[node] = value
+        return value
+
+    def get(self, node, default=None):
+        return self[node] if node in self else default
+
+    def items(self):
+        return [(node, self[node]) for node in self]
+
+
+def _walk(gm, values, output, target, position, top):
+    """``_walk_reference`` with every point of a node routed at once (the batched rules), on
+    one thread: its tensors are small, and waking a second thread for each of a few hundred
+    small operations costs more than it saves (several times more on a busy machine)."""
+    with fixed_threads(1):
+        return _walk_batched(gm, values, output, target, position, top)
+
+
+def _walk_batched(gm, values, output, target, position, top):
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    pending = defaultdict(list)
+    pending[output].append(_Points(torch.tensor([[target]]), torch.ones(1, dtype=torch.long), True))
+    reached = _LazyCounters()
+    for node in reversed(list(gm.graph.nodes)):
+        parts = [p for p in pending.pop(node, []) if len(p.idx)]
+        if node.op == "get_attr" or not parts:
+            continue
+        points = _merge(parts)
+        reached[node] = points
+        if node.op == "placeholder":
+            continue
+        device = _device_of(values, node)
+        idx = points.idx.to(device)
+        for source, (new, rows) in _batch_rule(gm, node, values, order, position, top)(idx).items():
+            if rows is None:                       # one to one (element-wise, flatten)
+                pending[source].append(_Points(new.cpu(), points.paths, True))
+            elif len(new):
+                pending[source].append(_Points(new.cpu(), points.paths[rows.cpu()]))
+    return reached
+
+
+def _device_of(values, node):
+    for source in node.all_input_nodes:
+        if isinstance(values.get(source), torch.Tensor):
+            return values[source].device
+    return torch.device("cpu")
+
+
+def _batch_rule(gm, node, values, order, position, top=None):
+    """``_rule`` batched: N×d points at the node's output -> {input node: (points, rows)}."""
+    inputs = [a for a in node.args if isinstance(a, fx.Node)]
+    everyone = lambda idx: None                 # each point to one point, its own
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        a = _batch0(values[inputs[0]])
+        if isinstance(module, nn.Linear):
+            spatial, weight = _spatial_vector(inputs[0], values), module.weight.detach()
+            return lambda idx: {inputs[0]: _fc_batch(idx, a, weight, spatial, top)}
+        if isinstance(module, nn.Conv2d):
+            if _pair(module.dilation) != (1, 1):
+                raise NotImplementedError("dilated convolutions are not supported")
+            weight, stride, pad = _folded_weight(gm, node), _pair(module.stride), _conv_padding(module)
+            last = _channels_last(values[inputs[0]])[0] if module.groups == 1 else None
+            return lambda idx: {inputs[0]: _conv_batch(idx, a, weight, stride, pad, module.groups,
+                                                       position, last)}
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            out = tuple(values[node].shape[2:])
+            return lambda idx: {inputs[0]: _pool_batch(idx, a, out)}
+        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+            return lambda idx: {inputs[0]: _pool_batch(idx, a, None, kernel, stride,
+                                                       _pair(module.padding))}
+        if isinstance(module, ELEMENTWISE_MODULES):
+            return lambda idx: {inputs[0]: (idx, everyone(idx))}
+        raise NotImplementedError(f"no CNN-Fixations rule for {type(module).__name__} ({node.target})")
+    if _is_flatten(node):
+        shape = tuple(_batch0(values[inputs[0]]).shape)
+
+        def unflatten(idx):
+            if idx.shape[1] != 1 or len(shape) < 2:
+                return {inputs[0]: (idx, everyone(idx))}
+            flat, coordinates = idx[:, 0], []
+            for size in reversed(shape):
+                coordinates.append(flat % size)
+                flat = flat // size
+            return {inputs[0]: (torch.stack(coordinates[::-1], dim=1), everyone(idx))}
+        return unflatten
+    if _is_add(node):
+        tensors = [a for a in node.args if isinstance(a, fx.Node)]
+        if len(tensors) == 2 and values[tensors[0]].shape == values[tensors[1]].shape:
+            skip, branch = sorted(tensors, key=order.get)      # the skip was computed first
+            skip_value, branch_value = _batch0(values[skip]), _batch0(values[branch])
+
+            def route(idx):
+                to_skip, to_branch = _add_batch(idx, skip_value, branch_value)
+                return {skip: (idx[to_skip], to_skip), branch: (idx[to_branch], to_branch)}
+            return route
+        return lambda idx: {tensors[0]: (idx, everyone(idx))}
+    if node.target is torch.cat:
+        tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim != 1:
+            raise NotImplementedError("only channel concatenation (dim=1) is supported")
+        offsets = torch.tensor(np.cumsum([0] + [values[t].shape[1] for t in tensors]))
+
+        def split(idx):
+            owner = torch.searchsorted(offsets.to(idx.device), idx[:, 0].contiguous(), right=True) - 1
+            routed = {}
+            for i, t in enumerate(tensors):
+                rows = torch.nonzero(owner == i).flatten()
+                moved = idx[rows].clone()
+                moved[:, 0] -= int(offsets[i])
+                routed[t] = (moved, rows)
+            return routed
+        return split
+    # element-wise functions and methods (relu, scaling, unsqueeze, getitem of channels...)
+    return lambda idx: {inputs[0]: (idx, everyone(idx))} if inputs else {}
 
 
 def _rule(gm, node, values, order, position, top=None):
@@ -394,7 +734,7 @@ def _rule(gm, node, values, order, position, top=None):
         shape = tuple(_batch0(values[inputs[0]]).shape)
         return lambda points: {inputs[0]: {tuple(int(v) for v in np.unravel_index(p[0], shape))
                                            if len(p) == 1 and len(shape) > 1 else p for p in points}}
-    if target in (torch.add, "add", "__add__", "iadd", "__iadd__") or getattr(target, "__name__", "") in ("add", "iadd"):
+    if _is_add(node):
         tensors = [a for a in node.args if isinstance(a, fx.Node)]
         if len(tensors) == 2 and values[tensors[0]].shape == values[tensors[1]].shape:
             skip, branch = sorted(tensors, key=order.get)      # the skip was computed first
@@ -494,22 +834,24 @@ def grid_places(layer):
             for y in range(layer.shape[1]) for x in range(layer.shape[2])]
 
 
-def walk_places(model, layers, position="centre"):
+def walk_places(model, layers, position="official"):
     """{layer name: the places its points can take} for the block boundaries of a walk
     (the layers of ``layer_shares``), in input pixels.
 
-    With the ``"strongest"`` rule a conv may move a point to any cell of its input map:
+    With the ``"strongest"`` and ``"activation"`` rules a conv may move a point to any cell
+    of its input map:
     the places are that map's cells (``grid_places``). With the ``"centre"`` rule a conv
     keeps a point's place and only a pooling switch moves it, so the places are the cells
     of the map under the last pooling layer passed (the global pool's input, the last
     block's grid, until a max pool moves the points onto its finer input grid).
     """
+    position = official_position(model) if position == "official" else position
     places, current = {}, None
     for name, layer in layers.items():
         if layer.axes is None or len(layer.shape) != 3:
             continue
         pooled = isinstance(model.get_submodule(name), POOL_MODULES)
-        if position == "strongest" or current is None or pooled:
+        if position != "centre" or current is None or pooled:
             current = grid_places(layer)
         if layer.centres and layer.cut:
             places[name] = current
@@ -535,49 +877,55 @@ def _weighted(points):
 
 
 def remove_outliers(points, image_size, share=0.05, radius=0.1):
-    """Keep points with more than ``share`` of all points within ``radius`` × diagonal.
+    """The authors' outlier rule (demo/utils.py ``out_rem``, called with ``diag_percent=0.1``):
+    keep a point if more than ``share`` (5 %) of all points lie *closer* than ``radius`` ×
+    the image diagonal to it (itself included).
 
     ``points``: a list of (y, x), or a Counter {(y, x): paths} whose points weigh their
-    paths (then a Counter comes back).
+    paths (then a Counter comes back). ``image_size`` = (H, W) of the image the points live in.
+    On a square image the radius, 0.1 × √2 = 0.1414 of the side, is just under the spacing of
+    a 7×7 grid (1/7 = 0.1429): points bound to such a grid do not count their neighbours'.
     """
     if len(points) == 0:
         return type(points)() if isinstance(points, dict) else []
     array, weights = _weighted(points)
     diagonal = math.hypot(*image_size)
     distances = np.linalg.norm(array[:, None] - array[None], axis=2)
-    neighbours = ((distances <= radius * diagonal) * weights[None]).sum(axis=1)
+    neighbours = ((distances < radius * diagonal) * weights[None]).sum(axis=1)
     keep = neighbours > share * weights.sum()
     if isinstance(points, dict):
         return Counter({p: w for (p, w), k in zip(points.items(), keep) if k})
     return [tuple(p) for p, k in zip(points, keep) if k]
 
 
-def fixation_heatmap(points, size, sigma_at_224=20):
+SIGMA = 20          # the authors' blur: σ = 20 px of the image the points live in
+
+
+def fixation_heatmap(points, size, sigma=SIGMA):
     """The paper's last two steps: drop outliers, blur the rest. Returns (kept points, map).
 
-    ``size`` = (H, W) of the image the points live in; σ scales with min(H, W) / 224.
-    The authors' code blurs with σ = 20 px of the image itself, unscaled: for it, pass
-    ``sigma_at_224=20 * 224 / min(size)``.
+    ``size`` = (H, W) of the image the points live in; ``sigma`` in its pixels (the authors'
+    ``heatmap(img, points, sigma=20)``: 20 px whatever the photo's size).
     """
     kept = remove_outliers(points, size)
-    return kept, fixation_map(kept, size, sigma_at_224 * min(size) / 224)
+    return kept, fixation_map(kept, size, sigma)
 
 
 MAP_GRID = 256      # a map is computed on a grid with at most this many px on its shorter side
 
 
-def fixation_map(points, size, sigma=None, grid=MAP_GRID):
-    """Impulses at the points, blurred by a Gaussian (σ = 20 px at 224, scaled), in [0, 1].
+def fixation_map(points, size, sigma=SIGMA, grid=MAP_GRID):
+    """Impulses at the points, blurred by a Gaussian of ``sigma`` px, in [0, 1].
 
     ``points``: a list of (y, x), or a Counter {(y, x): paths} (an impulse of that height).
-    ``size`` = (H, W). A photo larger than ``grid`` px (shorter side) is blurred on a grid of
-    that size, with σ scaled alike, and the result upsampled bilinearly: σ is then at least
-    ~20 grid cells, so the map stays within a few per cent of the full-size blur while a
-    4000×3000 photo takes a fraction of a second instead of many. ``grid=None``: full size.
+    ``size`` = (H, W). A photo larger than ``grid`` px (shorter side) is blurred on a coarser
+    grid (at most ``grid`` px, or σ/8 photo px per cell if that is finer), with σ scaled
+    alike, and the result upsampled bilinearly: σ is then at least 8 grid cells, so the map
+    stays within a few per cent of the full-size blur while a 4000×3000 photo takes a
+    fraction of a second instead of many. ``grid=None``: full size.
     """
     h, w = size
-    sigma = sigma if sigma is not None else 20 * min(h, w) / 224
-    scale = max(1.0, min(h, w) / grid) if grid else 1.0
+    scale = max(1.0, min(min(h, w) / grid, sigma / 8)) if grid else 1.0
     gh, gw = max(1, round(h / scale)), max(1, round(w / scale))
     sy, sx = h / gh, w / gw                      # photo pixels per grid cell
     impulses = np.zeros((gh, gw), dtype=np.float64)
@@ -689,7 +1037,7 @@ def to_image_coordinates(points, input_size, image_size):
     return [move(y, x) for y, x in points]
 
 
-def cnn_fixations(model, image, target=None, multi_crop=False, position="centre", count=False):
+def cnn_fixations(model, image, target=None, multi_crop=False, position="official", count=False):
     """Fixations on a PIL image, in its pixel coordinates, and the class backtracked.
 
     ``multi_crop=False``: the whole image resized to the input size (as everywhere in this
@@ -735,7 +1083,7 @@ class FixationExplorer:
     """Fixations for a widget: one recorded forward pass per image, reused for every class;
     each class's points are kept until the image changes, so going back to a class is free."""
 
-    def __init__(self, model, position="centre", count=False):
+    def __init__(self, model, position="official", count=False):
         self.model, self.image, self.options = model, None, dict(position=position, count=count)
 
     def points(self, image, target=None):
@@ -821,11 +1169,11 @@ def plot_fixations(image, points, kept, heat, box=None, title=""):
     axes[0].scatter(*nowhere.T, s=30, c="#00e5ff", edgecolors="black", linewidths=0.8,
                     label="fixations")
     axes[0].axis("off")
-    show_heatmap(image, np.zeros(np.asarray(heat).shape), ax=axes[1], title="blurred (σ = 20 px at 224)")
+    show_heatmap(image, np.zeros(np.asarray(heat).shape), ax=axes[1], title="blurred")
     axes[1].images[-1].colorbar.set_label(STRETCHED, fontsize=10)
     draw_box(axes[1], (0, 0, 1, 1))
     axes[1].plot([], [], **PEAK)
-    axes[1].set_title("blurred (σ = 20 px at 224); cross: its peak")
+    axes[1].set_title(f"blurred (σ = {SIGMA} px); cross: its peak")
     fig.suptitle("class")
     update_fixations(fig, points, kept, heat, box, title)
     fig.tight_layout()
