@@ -232,9 +232,9 @@ EXPLANATIONS = {
                              {"steps": 16, "progress": False}),
     "CAM": (cam.cam, {}, {}),
     "Grad-CAM": (cam.grad_cam, {}, {}),
-    # counted points: on a network without max pooling the paper's set keeps at most one
-    # point per cell of the last block, and its share on the object falls towards chance
-    # (notebook 06); the number of paths into each point is what tells the object apart
+    # the authors' rule for the network's family (fixations.official_position: on the
+    # bundled Lite0 their residual demo's), counted points: the number of paths into each
+    # point is what tells the object apart where the paper's set merges them (notebook 06)
     "CNN-Fixations": (fixations.backtrack, {"count": True}, {"count": True}),
     "occlusion": (occlusion.occlusion, {"size": 32, "stride": 16, "progress": False},
                   {"size": 32, "stride": 32, "progress": False}),
