@@ -139,3 +139,26 @@ def test_a_quick_change_never_says_it_is_computing():
     slider.value = 2
     slider.value = 3
     assert said == [] and box.busy.line.value == ""
+
+
+def test_a_new_photo_looks_busy_before_its_other_observers_run_and_a_bad_one_clears_it():
+    import threading
+
+    said, seen = threading.Event(), []
+    picker = ImagePicker("cat")
+    menu = class_picker([("a", 0.5), ("b", 0.5)])
+
+    def follow_photo(change):                # the menu follows the photo before the redraw
+        seen.append(("menu", said.wait(30)))
+    picker.choice.observe(follow_photo, names="value")
+    box = connect(lambda image, label: seen.append(("draw", image.size)), busy_after=0.0,
+                  image=picker, label=menu)
+    box.busy.line.observe(lambda change: said.set() if "computing" in change["new"] else None,
+                          names="value")
+    picker.choice.value = "coffee"
+    assert seen[-2:] == [("menu", True), ("draw", picker.image.size)]
+    assert box.busy.line.value == "" and not box.busy.running
+    said.clear()
+    upload(picker, "bad.png", b"not an image")
+    assert "not an image" in picker.message.value
+    assert box.busy.line.value == "" and not box.busy.running        # nothing to wait for

@@ -64,7 +64,9 @@ class ImagePicker(W.VBox):
     """Bundled image, uploaded file or typed path/URL; ``.image`` is the chosen PIL image.
 
     The last control touched wins. A file that cannot be read shows its error in the box
-    and keeps the previous image, so a bad upload never breaks the notebook.
+    and keeps the previous image, so a bad upload never breaks the notebook. The explorers
+    it feeds (``connect``) look busy from the moment a new photo is chosen (``busy``: their
+    ``Busy`` states), before any other observer of the photo runs (a class menu, say).
     """
 
     def __init__(self, value="cat"):
@@ -75,7 +77,7 @@ class ImagePicker(W.VBox):
                            layout=LAYOUT, style=STYLE, continuous_update=False)
         self.message = W.HTML()
         super().__init__([self.choice, W.HBox([self.upload, self.path]), self.message])
-        self.image = load_image(value)
+        self.image, self.busy = load_image(value), []
         self.choice.observe(lambda change: self._set(change["new"]), names="value")
         self.upload.observe(lambda change: self._set(uploaded_bytes(change["new"])), names="value")
         self.path.observe(lambda change: self._set(change["new"].strip()), names="value")
@@ -83,10 +85,14 @@ class ImagePicker(W.VBox):
     def _set(self, source):
         if source is None or source == "":
             return
+        for busy in self.busy:            # cleared when the explorer has redrawn
+            busy.start()
         try:
             image = load_image(source)
         except ImageError as err:
             self.message.value = f"<span style='color:#b00'>{err}</span>"
+            for busy in self.busy:        # nothing to redraw
+                busy.stop()
             return
         self.message.value = ""
         self.image = image
@@ -219,22 +225,33 @@ class Busy:
                 self.line.value = BUSY_TEXT
                 self.picture.add_class("vcnn-busy")
 
-    def __enter__(self):
+    def start(self):
+        """Start the clock (again: nothing), as ``with`` does."""
         import threading
-        self.running = True
+        with self.lock:
+            if self.running:
+                return
+            self.running = True
         self.timer = threading.Timer(self.after, self.show)
         self.timer.daemon = True
         self.timer.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.timer.cancel()
+    def stop(self):
+        if self.timer is not None:
+            self.timer.cancel()
         with self.lock:
             self.running = False
             if self.shown:
                 self.shown = False
                 self.line.value = ""
                 self.picture.remove_class("vcnn-busy")
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
         return False
 
 
@@ -275,6 +292,7 @@ def connect(draw, busy_after=BUSY_AFTER, **controls):
     def redraw(_=None):
         now = values()
         if drawn and same(now, drawn[-1]):
+            busy.stop()                  # a photo's busy state, if its explorer had drawn it
             return
         with output, busy:               # busy until the new figure is sent
             output.clear_output(wait=True)
@@ -298,6 +316,7 @@ def connect(draw, busy_after=BUSY_AFTER, **controls):
 
     for control in controls.values():
         if isinstance(control, ImagePicker):
+            control.busy.append(busy)
             for part in (control.choice, control.upload, control.path):
                 part.observe(lambda change: redraw(), names="value")
         else:
