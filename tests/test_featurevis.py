@@ -2,6 +2,7 @@
 their formulas, the three methods, and that the model is left as found."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -228,3 +229,19 @@ def test_the_exercise_check_takes_the_reference_and_refuses_common_slips():
     assert not X.check_fourier_image(times_f)
     assert not X.check_fourier_image(not_orthonormal)
     assert not X.check_fourier_image(unbounded)
+
+
+def test_channel_means_are_the_channel_objective_on_each_warped_region():
+    from torchvision.transforms import functional as TF
+    from utils import patches as P
+    model = tiny_model()
+    photos = [("a", P.load_image(np.uint8(np.random.default_rng(0).integers(0, 255, (40, 50, 3))))),
+              ("b", P.load_image(np.uint8(np.random.default_rng(1).integers(0, 255, (60, 45, 3)))))]
+    regions = P.propose_regions(photos, per_photo=3, seed=0)
+    means = fv.channel_means(model, regions, ["conv"], 24, batch_size=4, progress=False)["conv"]
+    assert means.shape == (6, 3)
+    for r in (0, 4):
+        rgb = TF.to_tensor(regions.warp(r, 24)).unsqueeze(0)
+        assert np.allclose(means[r], [float(fv.activation(model, fv.channel("conv", c), rgb)) for c in range(3)],
+                           atol=1e-5)
+    assert count_hooks(model) == 0

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .deepdream import NormalizedStep, l2_objective
-from .env import seconds_per_step
+from .env import progress_bar, seconds_per_step
 from .hooks import LOGITS, check_channel, layer_outputs, model_guard, resolve_layer
 from .images import blur
 from .optimize import optimize_image
@@ -446,13 +446,37 @@ def activation(model, objective, rgb):
 
 
 def survival(model, objective, rgb, draws=16, seed=0):
-    """How much of its objective an image keeps under Olah et al.'s random transformations:
-    mean over ``draws`` of O(T(x)) / O(x), one value per image (1: all of it)."""
+    """How much of what an image added to its objective survives Olah et al.'s random
+    transformations, one value per image (1: all of it, 0: none):
+
+        ( mean over draws of O(T(x)) − O(gray) ) / ( O(x) − O(gray) ),
+
+    measured from the mid-gray image every method starts near (and pads with)."""
     generator = torch.Generator().manual_seed(seed)
-    base = activation(model, objective, rgb)
+    gray = activation(model, objective, torch.full_like(rgb[:1], 0.5).expand_as(rgb))
+    base = activation(model, objective, rgb) - gray
     kept = torch.stack([activation(model, objective, random_transform(rgb, generator))
-                        for _ in range(draws)]).mean(0)
+                        for _ in range(draws)]).mean(0) - gray
     return kept / base
+
+
+def channel_means(model, regions, layers, size, batch_size=64, progress=True):
+    """{layer: R×C}: every channel's mean over positions (the ``channel`` objective) on every
+    region of ``regions`` (``patches.propose_regions``), warped to size×size as the feature
+    bank warps them: the optimised images' own measure, on the dataset."""
+    from torchvision.transforms import functional as TF
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    device = next(model.parameters()).device
+    means = {layer: [] for layer in layers}
+    starts = range(0, len(regions), batch_size)
+    with torch.no_grad(), model_guard(model):
+        for first in progress_bar(starts, progress, "regions → channel means"):
+            rgb = torch.stack([TF.to_tensor(regions.warp(r, size))
+                               for r in range(first, min(first + batch_size, len(regions)))])
+            outputs = layer_outputs(model, model.spec.normalize(rgb.to(device)), layers)
+            for layer in layers:
+                means[layer].append(outputs[layer].float().mean((2, 3)).cpu())
+    return {layer: torch.cat(values).numpy() for layer, values in means.items()}
 
 
 def high_frequency_share(rgb, cutoff=0.125):
@@ -485,9 +509,10 @@ def sign_test(wins, n, alpha=0.05):
 
 
 def beats_dataset(optimised, patches):
-    """Claim: the optimised image excites its channel more than any dataset patch does.
-    ``optimised``: the channel's peak on the image; ``patches``: its peak on every region of
-    the collection (the same measure, the same input size). True if above their maximum."""
+    """Claim: the optimised image excites its channel more than any dataset region does.
+    ``optimised``: the channel's objective on the image; ``patches``: the same measure on every
+    region of the collection, at the same input size (``channel_means``). True if above
+    their maximum."""
     return bool(float(optimised) > float(np.max(np.asarray(patches))))
 
 
