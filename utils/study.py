@@ -19,12 +19,15 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
 from . import evaluation as E
 from .env import progress_bar
 from .images import DATA_DIR, load_image
+from .localize import draw_box
+from .plotting import grid_axes
 from .targets import class_index
 
 STUDY_FILE = DATA_DIR / "study.json"
@@ -143,6 +146,13 @@ def chance_rates(pairs, size, tolerance=TOLERANCE):
     return [E.chance_hit_rate(obj.box, (size, size), tolerance) for _, obj in pairs]
 
 
+def mostly_off_centre(pairs, size, tolerance=TOLERANCE, share=0.25):
+    """True if the centre map (``evaluation.centre_map``) hits at most ``share`` of the
+    objects: a study on which a method can beat a map that never looks at the image."""
+    hits = pointing_hits([E.centre_map((size, size))] * len(pairs), pairs, tolerance)
+    return sum(hits) <= share * len(pairs)
+
+
 def pointing_summary(hits):
     """(hits, n, rate, (low, high)) with the 95 % Wilson interval."""
     k, n = sum(bool(h) for h in hits), len(hits)
@@ -192,6 +202,27 @@ def discriminates(row):
     return all(o > t for o, t in zip(own, other))
 
 
+DISCRIMINATION_CHANCE = 0.25   # a map blind to the class passes each of the two comparisons
+                               # with probability 1/2 on equal boxes: both with 1/4 (our bar)
+
+
+def discriminates_above_chance(rows, level=0.05):
+    """True if more two-object scenes pass ``discriminates`` than chance allows: the exact
+    chance of at least that many passes at 1/4 per scene (``evaluation.chance_p_value``)
+    is below the conventional ``level`` 0.05."""
+    passed = [discriminates(r) for r in rows]
+    return E.chance_p_value(passed, [DISCRIMINATION_CHANCE] * len(passed)) < level
+
+
+def more_in_boxes_than_area(share_pairs, level=0.05):
+    """True if the map's share inside the box beats the box's share of the image on
+    significantly more objects than not (two-sided exact sign test, ``evaluation.sign_test``,
+    at the conventional ``level``): a flat map ties everywhere and fails."""
+    inside, area = np.array(share_pairs, dtype=np.float64).reshape(-1, 2).T
+    wins, losses = int((inside > area).sum()), int((inside < area).sum())
+    return wins > losses and E.sign_test(wins, losses) < level
+
+
 def method_table(maps, pairs, methods, size, tolerance=TOLERANCE):
     """One row per method and for the centre and random baselines: pointing hits with the
     Wilson interval, the sign test against the centre (``evaluation.outperforms``) and the
@@ -210,6 +241,53 @@ def method_table(maps, pairs, methods, size, tolerance=TOLERANCE):
             "beats centre": E.outperforms(hits, centre_hits),
             "above chance": E.above_chance(hits, chance),
             "share": share_summary(shares(method_maps, pairs)),
+            "more in boxes": more_in_boxes_than_area(shares(method_maps, pairs)),
             "discriminated": sum(discriminates(r) for r in rows),
+            "discriminates above chance": discriminates_above_chance(rows),
             "peak discriminated": sum(r[2] for r in rows), "scenes": len(rows)}
     return table
+
+
+# ------------------------------------------------------------------- figures
+
+def show_scenes(scenes, ncols=5, size=2.6):
+    """Every scene with its boxes (one colour per object of a two-object scene)."""
+    fig, axes = grid_axes(len(scenes), ncols=ncols, size=size)
+    for ax, scene in zip(axes, scenes):
+        ax.imshow(scene.image)
+        for obj, colour in zip(scene.objects, ("#00e5ff", "#ff4fd8")):
+            draw_box(ax, obj.box, color=colour)
+        ax.set_title(" + ".join(o.label for o in scene.objects), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_ranking(table, methods, chance):
+    """Three panels, one row per method and baseline: pointing (share of hits, 95 % Wilson
+    interval, the expected hits of a random maximum as a line), the mean share of the map in
+    the box (the boxes' mean area as a line) and the two-object scenes discriminated."""
+    baselines = [m for m in ("edges", "random", "centre") if m in table]
+    rows = sorted([m for m in methods if m not in baselines], key=lambda m: -table[m]["pointing"][2]) + baselines
+    y = np.arange(len(rows))[::-1]                   # best method at the top, baselines below
+    colour = ["0.55" if m in baselines else "C0" for m in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(rows) + 1.8), sharey=True)
+    rate = np.array([table[m]["pointing"][2] for m in rows])
+    low, high = np.array([table[m]["pointing"][3] for m in rows]).T
+    axes[0].errorbar(rate, y, xerr=[rate - low, high - rate], fmt="none", ecolor=colour, lw=2.5)
+    axes[0].scatter(rate, y, c=colour, s=60, zorder=3)
+    axes[0].axvline(float(np.mean(chance)), color="C3", ls="--", lw=1.5, label="chance")
+    axes[0].set(xlim=(0, 1), xlabel="share of hits (95 % Wilson interval)", yticks=y,
+                yticklabels=[m + (" (baseline)" if m in baselines else "") for m in rows], title="pointing game")
+    inside = [table[m]["share"][0] for m in rows]
+    axes[1].barh(y, inside, color=colour)
+    axes[1].axvline(table[rows[0]]["share"][1], color="C3", ls="--", lw=1.5, label="box area")
+    axes[1].set(xlim=(0, 1), xlabel="mean share of the map in the box", title="energy in the box")
+    scenes = table[rows[0]]["scenes"]
+    axes[2].barh(y, [table[m]["discriminated"] for m in rows], color=colour)
+    axes[2].axvline(DISCRIMINATION_CHANCE * scenes, color="C3", ls="--", lw=1.5, label="chance")
+    axes[2].set(xlim=(0, scenes), xlabel=f"two-object scenes, of {scenes}", title="follows the class (by share)")
+    for ax in axes:
+        ax.axhline(y[len(rows) - len(baselines)] + 0.5, color="0.3", lw=1)   # methods above, baselines below
+        ax.legend(loc="lower right", fontsize=10)
+    fig.tight_layout()
+    return fig
