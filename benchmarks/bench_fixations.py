@@ -27,18 +27,25 @@ matplotlib.use("Agg")
 
 def explorer_class_changes(model, image_name):
     """Milliseconds of each class change in notebook 06's explorer (its draw function and
-    ``widgets.connect``), each class visited for the first time: the top-10 classes in turn."""
+    ``widgets.connect``), each class visited for the first time: the top-10 classes in turn;
+    and the median of each part of ``draw``."""
     explorer = F.FixationExplorer(model, count=True)
-    on_screen = {}
+    on_screen, parts = {}, {"fixations": [], "map and box": [], "figure update": []}
 
     def draw(image, label):                      # notebook 06, section 8
+        start = time.perf_counter()
         pts = explorer.points(image, label)
+        middle = time.perf_counter()
         kept_w, heat_w = F.fixation_heatmap(pts, image.size[::-1])
         view = (pts, kept_w, heat_w, bounding_box(heat_w, 0.2), label)
+        end = time.perf_counter()
         if on_screen.get("image") is not image:
             on_screen.update(image=image, figure=F.plot_fixations(image, *view))
             return on_screen["figure"]
-        return F.update_fixations(on_screen["figure"], *view)
+        changed = F.update_fixations(on_screen["figure"], *view)
+        for name, seconds in zip(parts, (middle - start, end - middle, time.perf_counter() - end)):
+            parts[name].append(1000 * seconds)
+        return changed
 
     picker = widgets.image_picker(image_name)
     x = model.spec.preprocess(picker.image)
@@ -49,7 +56,7 @@ def explorer_class_changes(model, image_name):
         start = time.perf_counter()
         classes.value = label                   # connect redraws synchronously
         times.append(1000 * (time.perf_counter() - start))
-    return times
+    return times, {name: statistics.median(ms) for name, ms in parts.items()}
 
 
 def main(repeats):
@@ -74,9 +81,10 @@ def main(repeats):
     print(f"whole image, end to end:         {whole:.3f} s")
     print(f"five crops, end to end:          {crops:.3f} s")
     for name in ("cat", "squirrel", "coffee"):
-        times = explorer_class_changes(model, name)
+        times, parts = explorer_class_changes(model, name)
         print(f"explorer, {name}: class change (first visit, callback and JPEG) median "
-              f"{statistics.median(times):.0f} ms, slowest {max(times):.0f} ms over {len(times)} classes")
+              f"{statistics.median(times):.0f} ms, slowest {max(times):.0f} ms over {len(times)} classes; "
+              + ", ".join(f"{part} {ms:.0f} ms" for part, ms in parts.items()) + " (medians; the rest: JPEG)")
 
 
 if __name__ == "__main__":

@@ -5,34 +5,37 @@ discriminative image regions", IEEE TIP 2019 (arXiv 1708.06670).
 
 One forward pass records every layer's input. Then, starting from the class neuron, the
 set of *fixations* is carried down the network, layer by layer, to pixel positions. The
-authors' code (val-iisc/cnn-fixations) has two sets of rules: the plain-network demo
-(``demo/layers.py``, used by the AlexNet, VGG-16 and GoogLeNet notebooks) and the
-residual-network demo (``demo/demo_res101.ipynb``, functions ``start``, ``res2res``,
-``end``). Here the rules run on the traced graph of any torchvision-style CNN instead of
-one hand-written path per network; each rule says whose it is:
+authors' code (val-iisc/cnn-fixations) has one set of rules per family of network: plain
+networks (``demo/layers.py``, their AlexNet and VGG-16 demos), GoogLeNet (``layers.py``
+``inception``) and residual networks (``demo/demo_res101.ipynb``, functions ``start``,
+``res2res``, ``end``). Here the rules run on the traced graph of any torchvision-style CNN
+instead of one hand-written path per network; each rule says whose it is:
 
 * FC → FC (the input is a vector): keep every input neuron j with a positive
   contribution a_j · W_ij to a kept neuron i (layers.py ``fc``; the residual demo's
   ``start`` means the same, its comment says "choosing all positive elements", but its
-  ascending ``argsort(conv)[:num]`` keeps the smallest contributions).
+  ascending ``argsort(conv)[:num]`` keeps the smallest contributions: we follow the paper).
 * FC → conv (the input is a flattened H×W>1 map): keep the single best contributor
   argmax_j a_j · W_ij, a point (channel, y, x) (layers.py ``fc``, ``data.ndim == 3``).
 * conv (grouped and depthwise too): for a point (k, y, x), each input channel c
   contributes Σ_window a_c · W'_kc over the (zero-padded) window under the point; keep the
   channel c* with the largest contribution (layers.py ``conv``, and every conv of the
   residual demo). W' is the weight with the BatchNorm that follows the conv folded in
-  (scale γ/√(σ²+ε) per output channel). The point's position is one of two rules
-  (``POSITIONS``):
-  "centre" (default, the plain-network demo): the point keeps its place on the grid, the
-  centre of its window (layers.py ``conv`` returns (S·y, S·x), which is the window centre
-  for every padded conv of AlexNet, VGG and GoogLeNet; for AlexNet's unpadded conv1 it is
-  the window's corner, 5 px off, a shift we do not copy);
-  "strongest" (ours): the real (not padded) window position where c* contributes most,
-  if it contributes positively anywhere; ties go to the position nearest the centre, and
-  a window with no positive contribution keeps the centre. It is close to the residual
-  demo, which moves a point in its 3×3 convs and in conv1 to the strongest *activation*
-  of c* in the window (the contribution's sign and the weights do not count there) and
-  keeps the place in its 1×1 convs.
+  (scale γ/√(σ²+ε) per output channel). The point's position is one of three rules
+  (``POSITIONS``; ``position="official"``, the default, picks the family's, ``FAMILIES``):
+  "centre" (the plain-network and GoogLeNet demos): the point keeps its place on the grid,
+  the centre of its window (layers.py ``conv`` returns (S·y, S·x), which is the window
+  centre for every padded conv of AlexNet, VGG and GoogLeNet; for AlexNet's unpadded conv1
+  it is the window's corner, 5 px off, a shift we do not copy);
+  "activation" (the residual demo): in a conv wider than 1×1 the real window position
+  where the *activation* of c* is largest (the weights do not count), as ``res2res`` does
+  in the 3×3 convs and ``end`` in conv1; a 1×1 conv keeps the place. Carried over to
+  EfficientNet's inverted-residual blocks as it stands (1×1 expansion and projection keep
+  the place, the depthwise k×k moves it, the stem too); in a depthwise conv the channel
+  is forced (ours: the demo has none);
+  "strongest" (ours): the real window position where c* *contributes* most, if it
+  contributes positively anywhere (else the centre).
+  Ties go to the position nearest the centre (``np.argmax`` in the demos takes the first).
 * max / average pooling (adaptive and global too): the maximum of the same channel inside
   the pooling window ("the switch"; layers.py ``pool``; the residual demo treats the
   global average pool this way). Where several positions share the maximum (ReLU6
@@ -46,15 +49,16 @@ one hand-written path per network; each rule says whose it is:
 The paper keeps the points of each layer as a *set*: a point reached along several paths is
 one point. The walk here also counts the paths that reach each point (the rules route each
 point on its own, so the set is exactly the counted points' keys); ``count=True`` returns
-the counts. On a network without max pooling that number is the only thing that tells the
-object from the background (notebook 06 measures it).
+the counts. On a network without max pooling that number is what tells the object from the
+background best (notebook 06 measures it). The walk routes all the points of a layer at once
+(the batched rules); ``reference=True`` routes one point at a time with the rules as
+written, and the tests check that both agree.
 
-At the input, points are pixel positions; outliers are dropped (a point needs more than 5%
-of all points within 0.1 × the image diagonal; demo/utils.py ``out_rem``) and a Gaussian
-blur turns them into a map. The authors' ``heatmap(img, points, sigma=20)`` blurs with
-σ = 20 px of the image the points live in, whatever its size; here σ scales with the
-image, 20 px at 224 px (``fixation_heatmap``), so that a map looks the same at any photo
-size: the two agree on a 224-px image, and on a 512×408 photo ours is 36 px.
+At the input, points are pixel positions; the authors' outlier rule drops a point unless
+more than 5% of all points lie closer than 0.1 × the image diagonal (demo/utils.py
+``out_rem``, ``diag_percent=0.1``), and their ``heatmap(img, points, sigma=20)`` blurs the
+rest with σ = 20 px of the image the points live in, whatever its size
+(``fixation_heatmap``: both are its defaults).
 
 Coordinates (as everywhere in ``utils``, see utils/README.md): a point is (y, x), row then
 column, in whole pixels. ``backtrack`` returns points of the network input (S×S, the whole
@@ -74,7 +78,6 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .env import fixed_threads
 from .hooks import model_guard
 from .images import load_image, one_image
 from .plotting import MAX_PER_ROW
@@ -259,10 +262,28 @@ def cat_rule(points, sizes):
     return routed
 
 
-# The batched forms. ``idx``: the points of a layer as an N×d LongTensor (rows (i,) or
-# (c, y, x)); each returns (new points M×d', source row of each, M) so that the paths of a
-# point follow it. Work is split into chunks of about CHUNK numbers to bound the memory.
+# The batched forms, in NumPy (a few microseconds per operation on the small arrays of a
+# walk, where a torch call costs tens). ``idx``: the points of a layer as an N×d integer
+# array (rows (i,) or (c, y, x)); each returns (new points M×d', the source row of each, M)
+# so that the paths of a point follow it. Work is split into chunks of about CHUNK numbers
+# to bound the memory.
 CHUNK = 1 << 22
+_ARRAYS = {}      # (id of a recorded tensor, layout) -> (a weak reference to it, its array)
+
+
+def _array(t, channels_last=False):
+    """A NumPy copy of the recorded tensor ``t`` (on the CPU; with ``channels_last``, its
+    channels moved last: …×H×W×C), kept while ``t`` lives: the explorer reuses one recorded
+    pass for every class, and a point's channels are then one contiguous row."""
+    key = (id(t), channels_last)
+    ref, array = _ARRAYS.get(key, (None, None))
+    if ref is None or ref() is not t:
+        for stale in [k for k, (r, _) in _ARRAYS.items() if r() is None]:
+            del _ARRAYS[stale]                            # the tensor is gone: free its copy
+        source = t.detach().float().cpu()
+        array = np.ascontiguousarray((source.movedim(-3, -1) if channels_last else source).numpy())
+        _ARRAYS[key] = (weakref.ref(t), array)
+    return array
 
 
 def _chunks(n, per_point):
@@ -273,37 +294,23 @@ def _chunks(n, per_point):
 def _fc_batch(idx, a, weight, spatial_input, top=None):
     """``fc_rule`` for every point at once."""
     points, sources = [], []
-    for part in _chunks(len(idx), a.numel()):
+    for part in _chunks(len(idx), a.size):
         contributions = a[None] * weight[idx[part, 0]]           # N × D
-        rows = torch.arange(part.start, part.stop, device=a.device)
+        rows = np.arange(part.start, part.stop)
         if spatial_input:
-            points.append(contributions.argmax(dim=1)[:, None])
+            points.append(contributions.argmax(axis=1)[:, None])
             sources.append(rows)
             continue
         keep = contributions > 0
         if top is not None and top < contributions.shape[1]:
-            strongest = contributions.topk(top, dim=1).indices
-            keep &= torch.zeros_like(keep).scatter_(1, strongest, True)
-        n, j = torch.nonzero(keep, as_tuple=True)
+            strongest = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
+            chosen = np.zeros_like(keep)
+            np.put_along_axis(chosen, strongest, True, axis=1)
+            keep &= chosen
+        n, j = np.nonzero(keep)
         points.append(j[:, None])
         sources.append(rows[n])
-    return torch.cat(points), torch.cat(sources)
-
-
-_CHANNELS_LAST = {}          # id of a recorded tensor -> (a weak reference to it, its copy)
-
-
-def _channels_last(t):
-    """A copy of ``t`` (…×C×H×W) with the channels last (…×H×W×C), kept while ``t`` lives
-    (the explorer reuses one recorded pass for every class): the channels of a position are
-    then one contiguous row."""
-    ref, copy = _CHANNELS_LAST.get(id(t), (None, None))
-    if ref is None or ref() is not t:
-        for key in [k for k, (r, _) in _CHANNELS_LAST.items() if r() is None]:
-            del _CHANNELS_LAST[key]                       # the tensor is gone: free its copy
-        copy = t.detach().movedim(-3, -1).contiguous()
-        _CHANNELS_LAST[id(t)] = (weakref.ref(t), copy)
-    return copy
+    return np.concatenate(points), np.concatenate(sources)
 
 
 def _gather_windows(a, channels, top, left, kh, kw, fill, last=None):
@@ -311,42 +318,46 @@ def _gather_windows(a, channels, top, left, kh, kw, fill, last=None):
     (``channels``: N × m indices, or None for all of them, read from ``last``, ``a`` with its
     channels last), ``fill`` off the map, and the N × kh × kw mask of the positions on the map."""
     _, H, W = a.shape
-    rows = top[:, None] + torch.arange(kh, device=a.device)
-    cols = left[:, None] + torch.arange(kw, device=a.device)
+    rows = top[:, None] + np.arange(kh)
+    cols = left[:, None] + np.arange(kw)
     real = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
-    rows, cols = rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]
+    rows, cols = np.clip(rows, 0, H - 1)[:, :, None], np.clip(cols, 0, W - 1)[:, None, :]
     if channels is None:
-        window = (a.movedim(0, -1) if last is None else last)[rows, cols]
+        window = (np.moveaxis(a, 0, -1) if last is None else last)[rows, cols]
     else:
         window = a[channels[:, None, None, :], rows[..., None], cols[..., None]]
-    return window.masked_fill(~real[..., None], fill), real
+    return np.where(real[..., None], window, np.float32(fill)), real
 
 
 def _best_position_batch(values, real, centre, positive):
     """``best_position`` for N windows (N × kh × kw) at once: (dy, dx), two N-vectors."""
     n, kh, kw = values.shape
-    values = values.masked_fill(~real, -math.inf)
-    top = values.flatten(1).max(dim=1).values
-    ys, xs = torch.meshgrid(torch.arange(kh, device=values.device),
-                            torch.arange(kw, device=values.device), indexing="ij")
-    distance = ((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2).float()
+    values = np.where(real, values, -np.inf)
+    top = values.reshape(n, -1).max(axis=1)
+    ys, xs = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    distance = ((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2).astype(np.float64)
     ties = values == top[:, None, None]
-    flat = torch.where(ties, distance, math.inf).flatten(1).argmin(dim=1)
+    flat = np.where(ties, distance, np.inf).reshape(n, -1).argmin(axis=1)
     dy, dx = flat // kw, flat % kw
     if positive:
         dead = ~(top > 0)
-        dy, dx = dy.masked_fill(dead, centre[0]), dx.masked_fill(dead, centre[1])
+        dy, dx = np.where(dead, centre[0], dy), np.where(dead, centre[1], dx)
     return dy, dx
 
 
 def _conv_batch(idx, a, weight, stride, pad, groups, position="centre", last=None):
-    """``conv_rule`` for every point at once (``last``: ``a`` with its channels last)."""
+    """``conv_rule`` for every point at once. ``a``: C×H×W; ``weight``: K × kh × kw × C/g
+    (channels last, BatchNorm folded); ``last``: ``a`` with its channels last."""
     C, H, W = a.shape
-    kh, kw = weight.shape[2:]
+    kh, kw = weight.shape[1:3]
     in_per_group, out_per_group = C // groups, weight.shape[0] // groups
     centre = ((kh - 1) // 2, (kw - 1) // 2)
-    weight = _channels_last(weight)                                       # K × kh × kw × C/g
-    group = torch.arange(in_per_group, device=a.device)
+    if kh * kw == 1 and pad == (0, 0) and groups == 1 and last is not None:   # 1×1: one row each
+        k, y, x = idx.T
+        y, x = stride[0] * y, stride[1] * x
+        best = (last[y, x] * weight[k, 0, 0]).argmax(axis=1)
+        return np.stack([best, y, x], axis=1), np.arange(len(idx))
+    group = np.arange(in_per_group)
     points = []
     for part in _chunks(len(idx), in_per_group * kh * kw):
         k, y, x = idx[part].T
@@ -355,16 +366,15 @@ def _conv_batch(idx, a, weight, stride, pad, groups, position="centre", last=Non
         channels = None if groups == 1 else first[:, None] + group
         window, real = _gather_windows(a, channels, top, left, kh, kw, 0.0, last)  # N×kh×kw×C/g
         contribution = window * weight[k]
-        best = contribution.sum(dim=(1, 2)).argmax(dim=1)
-        dy = torch.full_like(y, centre[0])
-        dx = torch.full_like(x, centre[1])
+        best = contribution.sum(axis=(1, 2)).argmax(axis=1)
+        dy, dx = np.full_like(y, centre[0]), np.full_like(x, centre[1])
         if position != "centre" and kh * kw > 1:
-            rows = torch.arange(len(best), device=a.device)
+            rows = np.arange(len(best))
             chosen = window[rows, :, :, best] if position == "activation" else contribution[rows, :, :, best]
             dy, dx = _best_position_batch(chosen, real, centre, positive=position == "strongest")
-        points.append(torch.stack([first + best, (top + dy).clamp(0, H - 1),
-                                   (left + dx).clamp(0, W - 1)], dim=1))
-    return torch.cat(points), torch.arange(len(idx), device=a.device)
+        points.append(np.stack([first + best, np.clip(top + dy, 0, H - 1),
+                                np.clip(left + dx, 0, W - 1)], axis=1))
+    return np.concatenate(points), np.arange(len(idx))
 
 
 def _pool_batch(idx, a, out_size, kernel=None, stride=None, pad=(0, 0)):
@@ -379,19 +389,19 @@ def _pool_batch(idx, a, out_size, kernel=None, stride=None, pad=(0, 0)):
         y0, x0 = stride[0] * y - pad[0], stride[1] * x - pad[1]
         y1, x1 = y0 + kernel[0], x0 + kernel[1]
         kh, kw = kernel
-    window, real = _gather_windows(a, c[:, None], y0, x0, kh, kw, -math.inf)
-    inside = ((torch.arange(kh, device=a.device) < (y1 - y0)[:, None])[:, :, None]
-              & (torch.arange(kw, device=a.device) < (x1 - x0)[:, None])[:, None, :])
-    window = window[..., 0].masked_fill(~(real & inside), -math.inf)
-    n, i, j = torch.nonzero(window == window.flatten(1).max(dim=1).values[:, None, None], as_tuple=True)
-    return torch.stack([c[n], y0[n] + i, x0[n] + j], dim=1), n
+    window, real = _gather_windows(a, c[:, None], y0, x0, kh, kw, -np.inf)
+    inside = ((np.arange(kh) < (y1 - y0)[:, None])[:, :, None]
+              & (np.arange(kw) < (x1 - x0)[:, None])[:, None, :])
+    window = np.where(real & inside, window[..., 0], -np.inf)
+    n, i, j = np.nonzero(window == window.reshape(len(idx), -1).max(axis=1)[:, None, None])
+    return np.stack([c[n], y0[n] + i, x0[n] + j], axis=1), n
 
 
 def _add_batch(idx, skip, branch):
     """``add_rule`` for every point at once: (rows to the skip, rows to the branch)."""
     c, y, x = idx.T
     to_skip = skip[c, y, x] >= branch[c, y, x]
-    return torch.nonzero(to_skip).flatten(), torch.nonzero(~to_skip).flatten()
+    return np.nonzero(to_skip)[0], np.nonzero(~to_skip)[0]
 
 
 # ------------------------------------------------------------------- the graph walk
@@ -562,7 +572,7 @@ def _walk_reference(gm, values, output, target, position, top):
 
 
 class _Points(namedtuple("_Points", "idx paths distinct", defaults=(False,))):
-    """The points reaching a node in the batched walk: an N×d LongTensor of points, the
+    """The points reaching a node in the batched walk: an N×d integer array of points, the
     number of paths to each (N), and whether they are known to be distinct."""
 
     def counter(self):
@@ -573,14 +583,18 @@ def _merge(parts):
     """One ``_Points`` from several (each point once, its paths summed)."""
     if len(parts) == 1 and (parts[0].distinct or len(parts[0].idx) < 2):
         return parts[0]
-    idx = torch.cat([p.idx for p in parts])
-    paths = torch.cat([p.paths for p in parts])
-    unique, inverse = torch.unique(idx, dim=0, return_inverse=True)
-    return _Points(unique, torch.zeros(len(unique), dtype=paths.dtype).index_add_(0, inverse, paths), True)
+    idx = np.concatenate([p.idx for p in parts])
+    paths = np.concatenate([p.paths for p in parts])
+    sizes = tuple(int(s) for s in idx.max(axis=0) + 1)
+    keys, inverse = np.unique(np.ravel_multi_index(tuple(idx.T), sizes), return_inverse=True)
+    unique = np.stack(np.unravel_index(keys, sizes), axis=1)
+    summed = np.zeros(len(keys), dtype=np.int64)
+    np.add.at(summed, inverse.reshape(-1), paths)
+    return _Points(unique, summed, True)
 
 
 class _LazyCounters(dict):
-    """{node: Counter}, converted from the batched walk's tensors only when read."""
+    """{node: Counter}, converted from the batched walk's arrays only when read."""
 
     def __getitem__(self, node):
         value = super().__getitem__(node)
@@ -597,17 +611,10 @@ class _LazyCounters(dict):
 
 
 def _walk(gm, values, output, target, position, top):
-    """``_walk_reference`` with every point of a node routed at once (the batched rules), on
-    one thread: its tensors are small, and waking a second thread for each of a few hundred
-    small operations costs more than it saves (several times more on a busy machine)."""
-    with fixed_threads(1):
-        return _walk_batched(gm, values, output, target, position, top)
-
-
-def _walk_batched(gm, values, output, target, position, top):
+    """``_walk_reference`` with every point of a node routed at once (the batched rules)."""
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     pending = defaultdict(list)
-    pending[output].append(_Points(torch.tensor([[target]]), torch.ones(1, dtype=torch.long), True))
+    pending[output].append(_Points(np.array([[target]]), np.ones(1, dtype=np.int64), True))
     reached = _LazyCounters()
     for node in reversed(list(gm.graph.nodes)):
         parts = [p for p in pending.pop(node, []) if len(p.idx)]
@@ -617,38 +624,33 @@ def _walk_batched(gm, values, output, target, position, top):
         reached[node] = points
         if node.op == "placeholder":
             continue
-        device = _device_of(values, node)
-        idx = points.idx.to(device)
-        for source, (new, rows) in _batch_rule(gm, node, values, order, position, top)(idx).items():
+        for source, (new, rows) in _batch_rule(gm, node, values, order, position, top)(points.idx).items():
             if rows is None:                       # one to one (element-wise, flatten)
-                pending[source].append(_Points(new.cpu(), points.paths, True))
+                pending[source].append(_Points(new, points.paths, True))
             elif len(new):
-                pending[source].append(_Points(new.cpu(), points.paths[rows.cpu()]))
+                pending[source].append(_Points(new, points.paths[rows]))
     return reached
 
 
-def _device_of(values, node):
-    for source in node.all_input_nodes:
-        if isinstance(values.get(source), torch.Tensor):
-            return values[source].device
-    return torch.device("cpu")
-
-
 def _batch_rule(gm, node, values, order, position, top=None):
-    """``_rule`` batched: N×d points at the node's output -> {input node: (points, rows)}."""
+    """``_rule`` batched: N×d points at the node's output -> {input node: (points, rows)}
+    (rows None: each point to one point, its own)."""
     inputs = [a for a in node.args if isinstance(a, fx.Node)]
-    everyone = lambda idx: None                 # each point to one point, its own
+    same = lambda idx: {inputs[0]: (idx, None)}
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
-        a = _batch0(values[inputs[0]])
+        if isinstance(module, ELEMENTWISE_MODULES):
+            return same
+        a = _array(values[inputs[0]])[0]
         if isinstance(module, nn.Linear):
-            spatial, weight = _spatial_vector(inputs[0], values), module.weight.detach()
+            spatial, weight = _spatial_vector(inputs[0], values), _array(module.weight)
             return lambda idx: {inputs[0]: _fc_batch(idx, a, weight, spatial, top)}
         if isinstance(module, nn.Conv2d):
             if _pair(module.dilation) != (1, 1):
                 raise NotImplementedError("dilated convolutions are not supported")
-            weight, stride, pad = _folded_weight(gm, node), _pair(module.stride), _conv_padding(module)
-            last = _channels_last(values[inputs[0]])[0] if module.groups == 1 else None
+            weight = _array(_folded_weight(gm, node), channels_last=True)
+            stride, pad = _pair(module.stride), _conv_padding(module)
+            last = _array(values[inputs[0]], channels_last=True)[0] if module.groups == 1 else None
             return lambda idx: {inputs[0]: _conv_batch(idx, a, weight, stride, pad, module.groups,
                                                        position, last)}
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
@@ -658,50 +660,44 @@ def _batch_rule(gm, node, values, order, position, top=None):
             kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
             return lambda idx: {inputs[0]: _pool_batch(idx, a, None, kernel, stride,
                                                        _pair(module.padding))}
-        if isinstance(module, ELEMENTWISE_MODULES):
-            return lambda idx: {inputs[0]: (idx, everyone(idx))}
         raise NotImplementedError(f"no CNN-Fixations rule for {type(module).__name__} ({node.target})")
     if _is_flatten(node):
         shape = tuple(_batch0(values[inputs[0]]).shape)
 
         def unflatten(idx):
             if idx.shape[1] != 1 or len(shape) < 2:
-                return {inputs[0]: (idx, everyone(idx))}
-            flat, coordinates = idx[:, 0], []
-            for size in reversed(shape):
-                coordinates.append(flat % size)
-                flat = flat // size
-            return {inputs[0]: (torch.stack(coordinates[::-1], dim=1), everyone(idx))}
+                return same(idx)
+            return {inputs[0]: (np.stack(np.unravel_index(idx[:, 0], shape), axis=1), None)}
         return unflatten
     if _is_add(node):
         tensors = [a for a in node.args if isinstance(a, fx.Node)]
         if len(tensors) == 2 and values[tensors[0]].shape == values[tensors[1]].shape:
             skip, branch = sorted(tensors, key=order.get)      # the skip was computed first
-            skip_value, branch_value = _batch0(values[skip]), _batch0(values[branch])
+            skip_value, branch_value = _array(values[skip])[0], _array(values[branch])[0]
 
             def route(idx):
                 to_skip, to_branch = _add_batch(idx, skip_value, branch_value)
                 return {skip: (idx[to_skip], to_skip), branch: (idx[to_branch], to_branch)}
             return route
-        return lambda idx: {tensors[0]: (idx, everyone(idx))}
+        return lambda idx: {tensors[0]: (idx, None)}
     if node.target is torch.cat:
         tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         if dim != 1:
             raise NotImplementedError("only channel concatenation (dim=1) is supported")
-        offsets = torch.tensor(np.cumsum([0] + [values[t].shape[1] for t in tensors]))
+        offsets = np.cumsum([0] + [values[t].shape[1] for t in tensors])
 
         def split(idx):
-            owner = torch.searchsorted(offsets.to(idx.device), idx[:, 0].contiguous(), right=True) - 1
+            owner = np.searchsorted(offsets, idx[:, 0], side="right") - 1
             routed = {}
             for i, t in enumerate(tensors):
-                rows = torch.nonzero(owner == i).flatten()
-                moved = idx[rows].clone()
-                moved[:, 0] -= int(offsets[i])
+                rows = np.nonzero(owner == i)[0]
+                moved = idx[rows].copy()
+                moved[:, 0] -= offsets[i]
                 routed[t] = (moved, rows)
             return routed
         return split
     # element-wise functions and methods (relu, scaling, unsqueeze, getitem of channels...)
-    return lambda idx: {inputs[0]: (idx, everyone(idx))} if inputs else {}
+    return same if inputs else (lambda idx: {})
 
 
 def _rule(gm, node, values, order, position, top=None):
