@@ -124,6 +124,20 @@ def start_lab(folder, fast):
     return server, f"http://127.0.0.1:{port}", token
 
 
+def wait_for(url, token, limit_s=120):
+    """Until the server answers (it takes seconds to start, more on a busy machine)."""
+    import urllib.request
+    deadline = time.time() + limit_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
+                return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
 def browser():
     from selenium import webdriver
     options = webdriver.ChromeOptions()
@@ -202,7 +216,7 @@ def main():
     server, url, token = start_lab(folder, args.fast)
     driver = None
     try:
-        time.sleep(5)
+        wait_for(url, token)
         driver = browser()
         print(f"mode: {'fast' if args.fast else 'default'}; {os.cpu_count()} CPUs; "
               "milliseconds from a change to the new figure painted (median, slowest), "
