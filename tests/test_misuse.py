@@ -46,6 +46,8 @@ TAKES_A_BATCH = {
     "evaluation.explanation_map": lambda m, x: evaluation.explanation_map("gradient", m, x),
     "deconvnet.project_with_rule": lambda m, x: deconvnet.project_with_rule(m, x, "head", 0),
     "deconvnet.top_activations": lambda m, x: deconvnet.top_activations(m, x, "head", [0]),
+    "deconvnet.ChannelProjector": lambda m, x: deconvnet.ChannelProjector(m, x, "head")(0),
+    "attribution.class_saliencies": lambda m, x: attribution.class_saliencies(m, x, [1, 2]),
     "features.stage_activations": lambda m, x: features.stage_activations(m, x),
     "deepdream.deepdream": lambda m, x: deepdream.deepdream(m, x, steps=1, progress=False),
     "deepdream.activation_norm": lambda m, x: deepdream.activation_norm(m, x, "dream"),

@@ -67,6 +67,7 @@ CALLS = {
         m, "blocks.4", 0, 1, 1, input_size=64),
     "deconvnet.project_with_rule": lambda m, x: deconvnet.project_with_rule(m, x, "blocks.4", 0),
     "deconvnet.top_activations": lambda m, x: deconvnet.top_activations(m, x, "blocks.4", [0], k=1),
+    "deconvnet.ChannelProjector": lambda m, x: deconvnet.ChannelProjector(m, x, "blocks.4")(0),
     "upconv.encode": lambda m, x: upconv.encode(m, rgb(m, x)),
     "upconv.reconstruct": lambda m, x: upconv.reconstruct(upconv.load_decoder(), m, x),
     "upconv.train_decoder": lambda m, x: upconv.train_decoder(
@@ -128,6 +129,7 @@ CALLS = {
     "attribution.backward_rule": under_a_rule,
     "attribution.count_functional_relus": lambda m, x: attribution.count_functional_relus(m, x),
     "attribution.saliency": lambda m, x: attribution.saliency(m, x),
+    "attribution.class_saliencies": lambda m, x: attribution.class_saliencies(m, x, [1, 2]),
     "attribution.guided_backprop": lambda m, x: attribution.guided_backprop(m, x),
     "attribution.input_gradient(deconvnet)": lambda m, x: attribution.input_gradient(
         m, x, rule="deconvnet"),
