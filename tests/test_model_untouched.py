@@ -111,6 +111,7 @@ CALLS = {
         evaluation.cascading_randomisation(m, ["fc", "head"])),
     "fixations.record_forward": lambda m, x: fixations.record_forward(m, x),
     "fixations.backtrack": lambda m, x: fixations.backtrack(m, x),
+    "fixations.official_position": lambda m, x: fixations.official_position(m),
     "fixations.cnn_fixations": lambda m, x: fixations.cnn_fixations(m, small_photo()),
     "fixations.cnn_fixations(multi_crop)": lambda m, x: fixations.cnn_fixations(
         m, small_photo(), multi_crop=True),
@@ -161,6 +162,8 @@ CALLS = {
         m, x, style.source_grams(m, x, ["stem", "blocks.2"])),
     "style.balanced_ratio": lambda m, x: style.balanced_ratio(m, x, x.flip(-1), content_at="blocks.2",
                                                               style_at=["stem"]),
+    "style.transfer_targets": lambda m, x: style.transfer_targets(m, x, x.flip(-1)[..., :24, :24],
+                                                                  "blocks.2", ["stem"]),
 }
 # on a plain Conv/ReLU/MaxPool chain, with a 1×3×32×32 input
 ZF_CALLS = {
