@@ -164,3 +164,49 @@ def test_check_lowest_deletion(capsys):
     assert not exercises.check_lowest_deletion(None, areas)
     assert capsys.readouterr().out.strip() == exercises.NOT_ANSWERED
     assert not exercises.check_lowest_deletion("Occlusion", areas)
+
+
+# ------------------------------------------------------------------- 11: the localisation study
+def study_pairs(boxes, size=60):
+    """Study-like (scene, object) pairs on a size×size frame: one scene per box, or one scene
+    holding two boxes when a pair of boxes is given."""
+    from utils.study import Scene, StudyObject
+    pairs = []
+    for i, item in enumerate(boxes):
+        group = item if isinstance(item[0], tuple) else [item]
+        scene = Scene(f"scene {i}", "two objects" if len(group) == 2 else "composed", None,
+                      [StudyObject(f"class {k}", k, box) for k, box in enumerate(group)])
+        pairs += [(scene, obj) for obj in scene.objects]
+    return pairs
+
+
+def test_mostly_off_centre():
+    from utils import study as S
+    corners = [(0, 0, 12, 12), (48, 0, 60, 12), (0, 48, 12, 60), (48, 48, 60, 60)]
+    assert S.mostly_off_centre(study_pairs(corners), 60, tolerance=5)
+    centred = corners[:2] + [(20, 20, 40, 40)] * 2                 # half the boxes on the centre
+    assert not S.mostly_off_centre(study_pairs(centred), 60, tolerance=5)
+
+
+def test_more_in_boxes_than_area():
+    from utils import study as S
+    assert S.more_in_boxes_than_area([(0.6, 0.2)] * 10)
+    assert not S.more_in_boxes_than_area([(0.2, 0.2)] * 10)           # a flat map: ties only
+    assert not S.more_in_boxes_than_area([(0.1, 0.2)] * 10)           # less than the area
+    assert not S.more_in_boxes_than_area([(0.6, 0.2)] * 5)            # 5 of 5: p = 1/16
+    assert not S.more_in_boxes_than_area([(0.6, 0.2), (0.1, 0.2)] * 6)
+
+
+def test_discriminates_above_chance_needs_the_class_to_move_the_map():
+    from utils import study as S
+    left, right = (0, 20, 20, 40), (40, 20, 60, 40)
+    pairs = study_pairs([(left, right)] * 4)
+    on_left, on_right = blob((60, 60), (30, 10)), blob((60, 60), (30, 50))
+    follows = [on_left, on_right] * 4                               # each class on its own object
+    rows = S.discrimination(follows, pairs)
+    assert all(S.discriminates(r) and r[2] for r in rows) and S.discriminates_above_chance(rows)
+    same = [on_left, on_left] * 4                                   # one map for both classes
+    assert not S.discriminates_above_chance(S.discrimination(same, pairs))
+    swapped = [on_right, on_left] * 4                               # the other class's map
+    assert not S.discriminates_above_chance(S.discrimination(swapped, pairs))
+    assert not S.discriminates_above_chance(S.discrimination(follows[:4], pairs[:4]))   # 2 scenes: p = 1/16

@@ -140,3 +140,22 @@ def test_method_table_ranks_a_map_on_the_object_above_the_baselines(pairs):
     assert not table["middle"]["above chance"] and not table["centre"]["above chance"]
     k, n, rate, (low, high) = table["centre"]["pointing"]
     assert low <= rate <= high and n == len(pairs)
+
+
+def test_the_figures_are_readable_on_a_projector(scenes, pairs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils.plotting import small_panels, unreadable_texts, use_lecture_style
+    use_lecture_style()
+    fig = S.show_scenes(scenes)
+    assert small_panels(fig) == [] and unreadable_texts(fig) == []
+    plt.close(fig)
+    maps = [{"truth": on_object(obj.box), "flat": np.ones((SIZE, SIZE))} for _, obj in pairs]
+    table = S.method_table(maps, pairs, ["truth", "flat"], SIZE)
+    fig = S.show_ranking(table, ["truth", "flat"], S.chance_rates(pairs, SIZE))
+    assert unreadable_texts(fig) == []
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == "truth" and labels[-1] == "centre (baseline)"     # best at the top
+    plt.close(fig)

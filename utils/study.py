@@ -250,7 +250,7 @@ def method_table(maps, pairs, methods, size, tolerance=TOLERANCE):
 
 # ------------------------------------------------------------------- figures
 
-def show_scenes(scenes, ncols=5, size=2.6):
+def show_scenes(scenes, ncols=5, size=2.2):
     """Every scene with its boxes (one colour per object of a two-object scene)."""
     fig, axes = grid_axes(len(scenes), ncols=ncols, size=size)
     for ax, scene in zip(axes, scenes):
