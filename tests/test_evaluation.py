@@ -72,6 +72,9 @@ def test_pointing_game_with_and_without_tolerance():
     assert E.pointing_hit(saliency, near, tolerance=15)
     assert not E.pointing_hit(saliency, [(60, 40, 80, 80)], tolerance=15)    # 20 px away
     assert E.pointing_hit(saliency, [(0, 0, 5, 5), (35, 45, 45, 55)], tolerance=0)  # any box
+    flat = np.zeros((100, 100))                          # no map at all: argmax says (0, 0)
+    assert not E.pointing_hit(flat, [(0, 0, 50, 50)], tolerance=15)
+    assert not E.class_discriminative([flat, flat.copy()], [(0, 0, 50, 50), (50, 50, 100, 100)])
 
 
 def test_pointing_tolerance_in_the_photos_pixels():

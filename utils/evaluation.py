@@ -101,12 +101,16 @@ def pointing_hit(saliency, boxes, tolerance=15, photo_shape=None):
     and the tolerance are in the map's pixels. With ``photo_shape`` = (H, W) of the photo
     that the map's image was resized from, they are in the photo's own pixels, as in Zhang
     et al.: the maximum is carried to the photo first (``fixations.to_image_coordinates``).
+    A flat map (every value the same, e.g. no fixation left) points nowhere: a miss, not
+    the corner where ``argmax`` would land.
     """
     values = saliency.detach().cpu().numpy() if torch.is_tensor(saliency) else np.asarray(saliency)
     if values.ndim != 2:
         raise ValueError(f"pointing_hit takes one H×W map, not shape {values.shape}: pass "
                          "maps[i] for image i of a batch.")
     boxes = check_boxes(boxes)
+    if values.size == 0 or values.max() == values.min():
+        return False
     y, x = peak(values)
     if photo_shape is not None:
         (h, w), (height, width) = values.shape, photo_shape
