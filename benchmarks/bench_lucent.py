@@ -12,7 +12,8 @@ that the two images move alike. The runs are interleaved (ours, lucent, ours, lu
 lucent hooks every module of the model and never removes its hooks, so each of its runs gets
 a fresh copy of the model, frozen as a careful user would (otherwise it also computes weight
 gradients). Reported: the objective each final image reaches (measured the same way, on the
-untransformed image) and the time per step (median over rounds).
+untransformed image) and the time per step (median over rounds), after one short warm-up run
+of each that is not counted.
 """
 import argparse
 import copy
@@ -26,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils import featurevis as fv  # noqa: E402
+from utils.env import fixed_threads  # noqa: E402
 from utils.hooks import unclipped_layer  # noqa: E402
 from utils.models import load_model  # noqa: E402
 
@@ -65,9 +67,15 @@ def main():
     parser.add_argument("--channels", type=int, nargs="+", default=[59, 287])
     parser.add_argument("--layer", default="blocks.11.expand")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    with fixed_threads(args.threads):       # ours would otherwise re-measure the CPU (share_cpu)
+        compare(args)
+
+
+def compare(args):
     model = load_model("efficientnet_lite0", device="cpu", verbose=False)
     layer = unclipped_layer(model, args.layer)
+    for render in (ours, theirs):          # warm-up, not counted: first calls pay one-time costs
+        render(model, layer, args.channels[0], args.size, 2, seed=0)
     rows = {name: {"objective": [], "step": []} for name in ("ours", "lucent")}
     for r in range(args.rounds):
         for channel in args.channels:
