@@ -203,15 +203,16 @@ def saliency(model, x, target=None):
     return pixel_map(input_gradient(model, x, target))
 
 
-def class_saliencies(model, x, classes):
-    """``saliency`` of one image (1×3×H×W) for each of ``classes`` (K×H×W): one forward pass
-    and one backward pass batched over the K classes (the seeds of
-    ``torch.autograd.grad(..., is_grads_batched=True)``), for an explorer that offers a
-    photo's top classes. Same numbers as ``saliency(model, x, c)`` class by class."""
+def class_saliencies(model, x, target):
+    """``saliency`` of one image (1×3×H×W) for each class of ``target``, a list of K classes
+    (indices or labels), as K×H×W: one forward pass and one backward pass batched over the
+    K classes (the seeds of ``torch.autograd.grad(..., is_grads_batched=True)``), for an
+    explorer that offers a photo's top classes. Same numbers as ``saliency(model, x, c)``
+    class by class."""
     x = image_batch(x, model)
     if x.shape[0] != 1:
         raise ValueError(f"class_saliencies takes one image, got a batch of {x.shape[0]}.")
-    classes = list(classes)
+    classes = list(target)
     if not classes:
         raise ValueError("class_saliencies needs at least one class.")
     checked = check_target(model, classes, len(classes))       # labels or indices
