@@ -50,6 +50,19 @@ def test_resnet50_and_googlenet_take_the_largest_path():
     assert b.size > a.size            # the concatenation sees as far as its widest branch
 
 
+def test_googlenet_with_its_trained_input_transform():
+    """The trained GoogLeNet re-normalises its input colour by colour (``transform_input``:
+    x[:, 0], x[:, 1], x[:, 2] rescaled and stacked again): the fields are those of the plain net."""
+    layers = ["inception3b", "inception4c", "inception5b"]
+    fields = []
+    for transform in (True, False):
+        g = torchvision.models.googlenet(weights=None, init_weights=False, aux_logits=False,
+                                         transform_input=transform).eval()
+        fields.append([(f.rows, f.cols, f.shape) for f in receptive_fields(g, layers, 224)])
+    assert fields[0] == fields[1]
+    assert fields[0][0][0].size < fields[0][1][0].size < fields[0][2][0].size < 1000
+
+
 class SamePadNet(nn.Module):
     """EfficientNet-style 'same' padding: ZeroPad2d((0, 1, 0, 1)) then a conv with padding 0,
     a residual block, and a stride-2 conv."""

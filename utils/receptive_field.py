@@ -127,8 +127,15 @@ def _tensors(values):
             yield from _tensors(v)
 
 
+def _is_map(tensor):
+    """N×C×H×W, or one channel of it (N×H×W: GoogLeNet's ``transform_input`` takes the
+    colours one by one, ``x[:, 0]``, and stacks them again)."""
+    return tensor.dim() in (3, 4)
+
+
 class _Tracker(TorchFunctionMode):
-    """Passes (rows, cols) receptive fields from each op's 4-D inputs to its 4-D output."""
+    """Passes (rows, cols) receptive fields from each op's inputs to its output, for the
+    tensors that are maps (``_is_map``): the last two axes are rows and columns."""
 
     def __init__(self):
         super().__init__()
@@ -145,7 +152,7 @@ class _Tracker(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        outs = [t for t in _tensors([out]) if t.dim() == 4]
+        outs = [t for t in _tensors([out]) if _is_map(t)]
         if not outs:
             return out
         field = self._rule(func, args, kwargs, outs[0])
@@ -155,7 +162,7 @@ class _Tracker(TorchFunctionMode):
 
     def _rule(self, func, args, kwargs, out):
         name = getattr(func, "__name__", "")
-        inputs = [t for t in _tensors(list(args) + list(kwargs.values())) if t.dim() == 4
+        inputs = [t for t in _tensors(list(args) + list(kwargs.values())) if _is_map(t)
                   and id(t) in self.fields]
         known = [self.get(t) for t in inputs]
         if not known or any(f is None for f in known):
