@@ -102,6 +102,16 @@ def right(a, w, y, x, position):
     c = int((window * w).sum(dim=(1, 2)).argmax())
     if position == "centre" or not window[c].max() > 0:     # after a ReLU: zero all over
         return c, y, x
+    ties = torch.nonzero(window[c] == window[c].max()).tolist()
+    i, j = min(ties, key=lambda t: (t[0] - 1) ** 2 + (t[1] - 1) ** 2)   # nearest the centre
+    return c, y - 1 + i, x - 1 + j
+
+
+def first_of_ties(a, w, y, x, position):                   # np.argmax: the top-left tie wins
+    window = tf.pad(a, (1, 1, 1, 1))[:, y:y + 3, x:x + 3]
+    c = int((window * w).sum(dim=(1, 2)).argmax())
+    if position == "centre" or not window[c].max() > 0:
+        return c, y, x
     i, j = divmod(int(window[c].argmax()), 3)
     return c, y - 1 + i, x - 1 + j
 
@@ -150,7 +160,7 @@ def without_padding(a, w, y, x, position):                  # window starts at (
 
 
 MISTAKES = [channel_by_activation, channel_by_single_product, strongest_contribution,
-            no_dead_window, in_window_coordinates, without_padding,
+            no_dead_window, first_of_ties, in_window_coordinates, without_padding,
             lambda a, w, y, x, position: right(a, w, y, x, "activation"),   # ignores position
             lambda a, w, y, x, position: right(a, w, y, x, "centre"),
             lambda a, w, y, x, position: (lambda c, y_, x_: (c, x_, y_))(*right(a, w, y, x, position))]
@@ -169,7 +179,7 @@ def test_the_conv_rule_check_refuses_each_plausible_mistake(mistake, capsys):
 
 def test_the_hint_names_what_differs(capsys):
     X.check_conv_rule(channel_by_activation)
-    X.check_conv_rule(MISTAKES[6])
+    X.check_conv_rule(MISTAKES[7])
     X.check_conv_rule(strongest_contribution)
     channel, centre, activation = capsys.readouterr().out.splitlines()
     assert "the channel" in channel and "centre placement" in centre
@@ -295,15 +305,56 @@ def test_the_centre_rules_places_are_the_last_maps_cells_the_moving_rules_every_
         assert len(set(pixels)) == n_places and set(points) <= set(pixels)
 
 
-# ------------------------------------------------------------------ class-specific against random classes
+# ------------------------------------------------------------------ class discrimination against chance
 
-def test_a_pair_as_alike_as_random_pairs_is_not_less_alike_than_random():
-    from utils.evaluation import less_alike_than_random
-    random_rhos = list(np.linspace(0.65, 0.98, 19))
-    assert not less_alike_than_random(0.90, random_rhos)     # the set's pair in notebook 06
-    assert not less_alike_than_random(0.66, random_rhos)     # below all but one: p = 0.10
-    assert less_alike_than_random(0.50, random_rhos)         # below all 19: p = 0.05
-    assert not less_alike_than_random(0.50, random_rhos[:10])  # 10 pairs cannot reach 5 %
+def scene_row(own, other):
+    """One two-object scene as ``study.discrimination`` gives it: (own, other, peak)."""
+    return (own, other, None)
+
+
+def test_a_map_blind_to_the_class_does_not_discriminate_a_scene():
+    from utils import study as S
+    blind = scene_row((0.4, 0.6), (0.6, 0.4))        # one map for both: A's share on B = B's own
+    assert not S.discriminates(blind)
+    assert S.discriminates(scene_row((0.52, 0.74), (0.48, 0.26)))
+
+
+def test_discrimination_above_chance_needs_more_scenes_than_a_quarter_allows():
+    from utils import study as S
+    passing, failing = scene_row((0.8, 0.8), (0.2, 0.2)), scene_row((0.4, 0.6), (0.6, 0.4))
+    assert not S.discriminates_above_chance([failing] * 8)                   # notebook 06: 0 of 8
+    assert not S.discriminates_above_chance([passing] + [failing] * 7)       # 1 of 8
+    assert not S.discriminates_above_chance([passing] * 4 + [failing] * 4)   # 4 of 8: p = 0.11
+    assert S.discriminates_above_chance([passing] * 5 + [failing] * 3)       # 5 of 8: p = 0.03
+
+
+def test_a_flat_map_puts_no_more_in_the_boxes_than_their_area():
+    from utils import study as S
+    assert not S.more_in_boxes_than_area([(0.21, 0.21)] * 35)               # ties everywhere
+    assert not S.more_in_boxes_than_area([(0.3, 0.2)] * 18 + [(0.1, 0.2)] * 17)
+    assert S.more_in_boxes_than_area([(0.4, 0.2)] * 30 + [(0.1, 0.2)] * 5)
+
+
+def test_a_set_that_loses_every_point_points_nowhere():
+    # the centre rule's set on a square scene: points 32 px apart on a 7x7 grid, all outliers
+    points = [(16 + 32 * i, 16 + 32 * j) for i in range(7) for j in range(7)]
+    kept, heat = F.fixation_heatmap(points, (224, 224))
+    assert kept == [] and not np.any(heat)
+    assert not pointing_hit(heat, [(0, 0, 40, 40)], 15)                      # not the corner argmax lands on
+    assert pointing_hit(F.fixation_heatmap(points + [(20, 20)] * 9, (224, 224))[1], [(0, 0, 40, 40)], 15)
+
+
+def test_the_authors_list_counts_a_pixel_once_per_colour_channel():
+    # out_rem counts repeats: a pixel listed three times (three colour channels) is not isolated
+    lonely = [(10, 10)] + [(150 + i, 150) for i in range(25)]
+    assert (10, 10) not in F.remove_outliers(lonely, (224, 224))
+    assert (10, 10) in F.remove_outliers([(10, 10)] * 3 + lonely[1:], (224, 224))
+
+
+def test_blurs_one_hit_apart_are_not_told_apart():
+    from utils.evaluation import outperforms
+    assert not outperforms([True] * 8 + [False], [True] * 7 + [False] * 2)    # 7 vs 8 of 9
+    assert not outperforms([True] * 27 + [False] * 8, [True] * 23 + [False] * 12)   # 27 vs 23 of 35, 4 wins
 
 
 def test_keeping_the_strongest_classifier_inputs():

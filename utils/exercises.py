@@ -410,15 +410,19 @@ def check_grad_cam_map(student):
 def conv_rule_cases():
     """06: the inputs of ``check_conv_rule``: (a, w, y, x) with a C×H×W input after a ReLU and
     one output channel's 3×3 filter. Inner points, points on the border (the window reaches
-    into the padding), a dead window (no input fires) and a window where every real position
-    of the best channel contributes negatively (only the padding is 0). No two positions of a
-    window tie, but in the dead window."""
+    into the padding), a dead window (no input fires), a window where every real position
+    of the best channel contributes negatively (only the padding is 0), and a window where
+    the best channel's activation has two equal maxima: the one nearer the centre wins, not
+    the first (top-left) one that ``np.argmax`` takes."""
     a, w = _random(4, 6, 6).clamp(min=0), _random(4, 3, 3, seed=1)
     cases = [(a, w, y, x) for y, x in [(2, 3), (3, 1), (4, 4), (1, 2), (0, 0), (5, 3), (2, 5)]]
     dead = a.clone()
     dead[:, 3:6, 3:6] = 0                                    # nothing fires around (4, 4)
     cases.append((dead, w, 4, 4))
     cases.append((_random(4, 6, 6, seed=2).abs() + 0.1, -w.abs(), 0, 5))   # every product < 0
+    tied = torch.zeros(4, 6, 6)
+    tied[0, 1, 1] = tied[0, 2, 3] = 5.0                      # around (2, 2): corner and side tie
+    cases.append((tied, w.abs(), 2, 2))                      # channel 0 is the only one firing
     return cases
 
 
@@ -457,8 +461,9 @@ def check_conv_rule(student):
     else:
         hint = ("the activation placement: the window position (i, j) where the chosen "
                 "channel's activation a_c* is largest (the weights do not count) goes to "
-                "(y − 1 + i, x − 1 + j) on the input; padding is not a position, and where the "
-                "channel is zero all over the window the point stays at (y, x).")
+                "(y − 1 + i, x − 1 + j) on the input; padding is not a position, and where "
+                "several positions share the maximum the one nearest the centre wins (so where "
+                "the channel is zero all over the window the point stays at (y, x)).")
     return verdict(not mistakes, f"Right: both placements agree with utils on all "
                    f"{len(conv_rule_cases())} points.",
                    f"Not yet: {len(mistakes)} of {len(placements) * len(conv_rule_cases())} "

@@ -1107,9 +1107,9 @@ def _output_node(gm):
 def plot_layer_walk(image, layers, input_size, n_panels=8, title=None):
     """The fixations as they move down the network: one panel per layer (deep -> shallow).
 
-    Each point is drawn at the centre of its receptive field; each panel says how many
-    distinct points there are, on what grid, and at how many distinct places. ``title``
-    replaces the figure's default title.
+    Each panel shows the points held by the *input* of the layer its title names, each drawn
+    at the centre of its receptive field, and says how many distinct points there are, on
+    what grid, and at how many distinct places. ``title`` replaces the figure's default title.
     """
     import matplotlib.pyplot as plt
     spatial = [(name, layer) for name, layer in layers.items() if layer.centres and layer.cut]
@@ -1123,8 +1123,9 @@ def plot_layer_walk(image, layers, input_size, n_panels=8, title=None):
         name, layer = spatial[i]
         ys, xs = zip(*set(layer.centres.values()))
         ax.imshow(image, extent=(0, input_size[1], input_size[0], 0))
-        ax.scatter(xs, ys, s=24, c="#00e5ff", edgecolors="black", linewidths=0.8)
-        ax.set_title(f"{name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
+        ax.scatter(xs, ys, s=24, c="#00e5ff", edgecolors="black", linewidths=0.8,
+                   clip_on=False)                      # points on the border stay whole
+        ax.set_title(f"input of {name}\n{len(layer.points)} pts, {len(set(layer.centres.values()))} places, "
                      f"{layer.shape[1]}×{layer.shape[2]}", fontsize=9)
     fig.suptitle(title or "Backtracking: where the fixations are, from the last conv block down to pixels")
     for _ in range(2):          # the second pass fits the title above the panels' moved titles
@@ -1184,7 +1185,7 @@ def update_fixations(fig, points, kept, heat, box=None, title=""):
     outliers = sorted(set(points) - set(kept))
     for dots, where in zip(points_ax.collections, (outliers, kept)):
         dots.set_offsets([(x, y) for y, x in where] or np.empty((0, 2)))
-    points_ax.set_title(f"{len(kept)} fixations ({len(outliers)} outliers)")
+    points_ax.set_title(f"{len(kept)} of {len(points)} fixations kept ({len(outliers)} outliers, gray)")
     frame, peak = map_ax.patches[0], map_ax.lines[0]
     peak.set_data(*[[v] for v in peak_of(heat)])
     frame.set_visible(box is not None)
