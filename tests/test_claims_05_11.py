@@ -164,6 +164,10 @@ def test_check_lowest_deletion(capsys):
     assert not exercises.check_lowest_deletion(None, areas)
     assert capsys.readouterr().out.strip() == exercises.NOT_ANSWERED
     assert not exercises.check_lowest_deletion("Occlusion", areas)
+    tied = {"CAM": 0.13747, "Grad-CAM": 0.13751, "gradient": 0.2}             # equal within 1e-3
+    assert exercises.check_lowest_deletion("CAM", tied) and exercises.check_lowest_deletion("Grad-CAM", tied)
+    assert not exercises.check_lowest_deletion("gradient", tied)
+    assert not exercises.check_lowest_deletion("CAM", {"CAM": 0.14, "Grad-CAM": 0.13})   # 0.01 apart
 
 
 # ------------------------------------------------------------------- 11: the localisation study
@@ -210,3 +214,22 @@ def test_discriminates_above_chance_needs_the_class_to_move_the_map():
     swapped = [on_right, on_left] * 4                               # the other class's map
     assert not S.discriminates_above_chance(S.discrimination(swapped, pairs))
     assert not S.discriminates_above_chance(S.discrimination(follows[:4], pairs[:4]))   # 2 scenes: p = 1/16
+
+
+def test_told_apart_needs_enough_items_going_one_way():
+    from utils import study as S
+    table = {"a": {"passed": [True] * 6 + [False] * 2}, "b": {"passed": [False] * 8},
+             "c": {"passed": [True] * 5 + [False] * 3}}
+    assert S.told_apart(table, ["a", "b", "c"], "passed") == [("a", "b")]   # 6-0 splits: p = 1/32
+    assert S.told_apart(table, ["c", "b"], "passed") == []                   # 5-0: p = 1/16
+    same = {"a": {"hits": [True, False] * 6}, "b": {"hits": [True, False] * 6}}
+    assert S.told_apart(same, ["a", "b"], "hits") == []
+
+
+def test_overlapping_boxes():
+    from utils.study import Scene, StudyObject
+    apart = Scene("apart", "photo", None, [StudyObject("a", 0, (0, 0, 10, 10)), StudyObject("b", 1, (10, 0, 20, 10))])
+    over = Scene("over", "photo", None, [StudyObject("a", 0, (0, 0, 12, 10)), StudyObject("b", 1, (10, 0, 20, 10))])
+    single = Scene("one", "photo", None, [StudyObject("a", 0, (0, 0, 12, 10))])
+    from utils import study as S
+    assert S.overlapping_boxes([apart, over, single]) == ["over"]

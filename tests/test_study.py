@@ -140,6 +140,19 @@ def test_method_table_ranks_a_map_on_the_object_above_the_baselines(pairs):
     assert not table["middle"]["above chance"] and not table["centre"]["above chance"]
     k, n, rate, (low, high) = table["centre"]["pointing"]
     assert low <= rate <= high and n == len(pairs)
+    assert len(truth["passed"]) == truth["scenes"] and all(truth["passed"])
+    assert "beats edges" not in truth                              # no edge map, no column
+
+
+def test_the_edges_column_tests_each_row_against_the_edge_map(pairs):
+    maps = [{"truth": on_object(obj.box), "edges": E.centre_map((SIZE, SIZE))} for _, obj in pairs]
+    table = S.method_table(maps, pairs, ["truth", "edges"], SIZE)
+    assert table["truth"]["beats edges"]
+    assert not table["edges"]["beats edges"] and not table["random"]["beats edges"]
+
+
+def test_only_the_fruits_photo_has_overlapping_boxes(scenes):
+    assert [name.split(":")[0] for name in S.overlapping_boxes(scenes)] == ["fruits"]
 
 
 def test_the_figures_are_readable_on_a_projector(scenes, pairs):
