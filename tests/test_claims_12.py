@@ -62,3 +62,28 @@ def test_less_alike_fails_for_copies():
     assert fv.less_alike(a, b)
     assert not fv.less_alike(b, a)
     assert not fv.less_alike(b, b)
+
+
+def test_exceeds_needs_every_channel_and_fails_reversed():
+    high = np.array([5.6, 4.0, 7.0, 3.3, 6.1, 5.0])
+    low = high / 2
+    assert fv.exceeds(high, low)
+    assert not fv.exceeds(low, high)
+    assert not fv.exceeds(high, high)                  # equal is not larger
+    mixed = low.copy()
+    mixed[2] = 9.0                                     # 5 of 6: not beyond chance
+    assert not fv.exceeds(high, mixed)
+    # one reference value for every channel (the photos' median share)
+    assert fv.exceeds(high, 1.0) and not fv.exceeds(high, 6.0)
+
+
+def test_raises_each_fails_if_one_objective_is_not_above_gray():
+    model = tiny_model()
+    gray = torch.full((1, 3, 16, 16), 0.5)
+    objective = fv.unit("conv", 0)
+    pictures = {"unit": fv.visualize(model, objective, size=16, steps=8, method="naive", progress=False).rgb}
+    on_pictures = {"unit": float(fv.activation(model, objective, pictures["unit"]))}
+    on_gray = {"unit": float(fv.activation(model, objective, gray))}
+    assert fv.raises_each(on_pictures, on_gray)
+    assert not fv.raises_each(on_gray, on_gray)        # gray itself: no rise
+    assert not fv.raises_each({**on_pictures, "other": -1.0}, {**on_gray, "other": 0.0})

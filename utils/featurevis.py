@@ -5,9 +5,10 @@ Find an image x that makes an objective O of the network's activations large:
     x* = argmax_x  O(a(x))
 
 The same gradient ascent as notebook 04's class models and notebook 09's DeepDream, with
-three ways of doing it, each of which makes the picture more legible:
+three ways of doing it, each meant to make the picture more legible:
 
-1. **naive** (Simonyan, Vedaldi & Zisserman 2014): ascend on the pixels themselves,
+1. **naive** (Simonyan, Vedaldi & Zisserman 2014's pixel ascent, without their L2 penalty
+   λ‖x‖² and with DeepDream's normalised step): ascend on the pixels themselves,
    x ← clip(x + η·g / mean|g|, 0, 1), g = ∇ₓ O. The result is mostly high-frequency
    noise that the network responds to and people do not.
 2. **regularised** (Yosinski, Clune, Nguyen, Fuchs & Lipson 2015): after each step an
@@ -521,6 +522,23 @@ def keeps_more(first, second, alpha=0.05):
     (``survival``) than images ``second`` of the same channels, by a sign test over channels."""
     first, second = np.asarray(first, float), np.asarray(second, float)
     return sign_test(int((first > second).sum()), len(first), alpha)
+
+
+def exceeds(first, second, alpha=0.05):
+    """Claim: values ``first`` (an objective, a contrast, a high-frequency share ...) are larger
+    than values ``second`` of the same channels, channel by channel, by a sign test."""
+    first, second = np.broadcast_arrays(np.asarray(first, float), np.asarray(second, float))
+    return sign_test(int((first > second).sum()), first.size, alpha)
+
+
+def raises_each(on_pictures, on_gray):
+    """Claim: every objective is higher on the picture optimised for it than on the mid-gray
+    image (dicts or sequences in the same order). True only if all of them are."""
+    pictures = list(on_pictures.values()) if isinstance(on_pictures, dict) else list(on_pictures)
+    gray = list(on_gray.values()) if isinstance(on_gray, dict) else list(on_gray)
+    if len(pictures) != len(gray) or not pictures:
+        raise ValueError(f"{len(pictures)} pictures and {len(gray)} gray values: give one of each per objective.")
+    return all(float(p) > float(g) for p, g in zip(pictures, gray))
 
 
 def less_high_frequency(first, second, alpha=0.05):
