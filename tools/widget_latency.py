@@ -14,6 +14,7 @@ been decoded, and to the "computing…" line of an explorer whose change takes l
 the median time to that line where it showed, and the number of changes timed. A control
 whose change takes over ``--slow`` seconds (it recomputes a whole map) is changed twice only,
 and a change gets ``--timeout`` seconds, so that a full run stays within about ten minutes.
+A greyed-out control is first enabled by stepping the explorer's first control, untimed.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and ``pip install selenium`` (see
 benchmarks/requirements.txt); runs offline (``VCNN_OFFLINE=1``). Time it on an idle machine:
@@ -92,6 +93,17 @@ panel.content.widgets.forEach((cell, index) => {
 return found;
 """
 
+# In the page: whether a control is greyed out (e.g. notebook 02's position slider on a layer
+# whose full maps were not kept). Arguments: cell index, control index.
+IS_DISABLED = r"""
+const [cellIndex, controlIndex] = arguments;
+const node = window.jupyterapp.shell.currentWidget.content.widgets[cellIndex].node;
+const control = node.querySelector('.jp-Cell-outputArea')
+    .querySelectorAll('select, .widget-slider .noUi-handle')[controlIndex];
+const target = control.closest('.noUi-target');
+return control.disabled === true || (target !== null && target.hasAttribute('disabled'));
+"""
+
 KERNEL_BUSY = r"""
 const panel = window.jupyterapp.shell.currentWidget;
 const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -168,6 +180,21 @@ def run_all(driver, url, token, name, limit_s):
     raise TimeoutError(f"{name}: still running after {limit_s} s")
 
 
+def enable(driver, explorer, k, timeout_s):
+    """A greyed-out control (it does nothing at the explorer's current setting) is enabled by
+    moving the explorer's first dropdown, untimed, through its options until it is; False if
+    no option enables it."""
+    first = next((i for i, label in enumerate(explorer["controls"]) if i != k), None)
+    for _ in range(8):
+        if not driver.execute_script(IS_DISABLED, explorer["cell"], k):
+            return True
+        if first is None:
+            break
+        driver.execute_async_script(CHANGE_AND_TIME, explorer["cell"], first, 1, timeout_s * 1000)
+        time.sleep(0.5)
+    return not driver.execute_script(IS_DISABLED, explorer["cell"], k)
+
+
 def measure(driver, repeats, timeout_s, back_and_forth=False, slow_s=3.0):
     """Times per control: ``repeats`` changes to the next value, or with ``back_and_forth``
     one change forward and then ``repeats`` changes back and forth between the same two
@@ -179,6 +206,9 @@ def measure(driver, repeats, timeout_s, back_and_forth=False, slow_s=3.0):
     for explorer in driver.execute_script(FIND_EXPLORERS):
         for k, label in enumerate(explorer["controls"]):
             times = []
+            if not enable(driver, explorer, k, timeout_s):
+                rows.append((explorer["cell"], explorer["source"], label + " (greyed out)", []))
+                continue
             for i in range(repeats + back_and_forth):
                 if len(times) >= 2 and max(ms for ms, _ in times) > 1000 * slow_s:
                     break
