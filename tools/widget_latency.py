@@ -109,7 +109,18 @@ const panel = window.jupyterapp.shell.currentWidget;
 const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
 const pending = panel ? panel.content.widgets.filter(c => c.model.type === 'code'
     && c.model.sharedModel.getSource().trim() && c.model.executionCount === null).length : -1;
-return [kernel ? kernel.status : 'none', pending];
+return [kernel ? kernel.status : 'none', pending, panel && panel.context ? panel.context.path : ''];
+"""
+
+# Where a run stopped: the first code cell not run, and the text of the first error output.
+WHERE_STOPPED = r"""
+const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+const first = cells.findIndex(c => c.model.type === 'code'
+    && c.model.sharedModel.getSource().trim() && c.model.executionCount === null);
+const error = cells.map(c => c.node.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]'))
+    .find(node => node);
+return [first, first >= 0 ? cells[first].model.sharedModel.getSource().slice(0, 200) : '',
+        error ? error.textContent.slice(-1500) : ''];
 """
 
 
@@ -162,22 +173,28 @@ def browser():
 
 
 def run_all(driver, url, token, name, limit_s):
-    driver.get(f"{url}/lab/tree/{name}?token={token}")
+    driver.get(f"{url}/lab/tree/{name}?reset&token={token}")     # reset: no tab of the last one
     deadline = time.time() + 120
-    while time.time() < deadline:          # the page, the app and the kernel are up
-        state = driver.execute_script(KERNEL_BUSY)
-        if state[0] == "idle":
+    while time.time() < deadline:          # the page, the app and this notebook's kernel are up
+        status, _, path = driver.execute_script(KERNEL_BUSY)
+        if status == "idle" and path.endswith(name):
             break
         time.sleep(1)
     start = time.time()
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     time.sleep(3)
+    idle_since = None
     while time.time() - start < limit_s:
-        status, pending = driver.execute_script(KERNEL_BUSY)
+        status, pending, _ = driver.execute_script(KERNEL_BUSY)
         if status == "idle" and pending == 0:
             return time.time() - start
+        idle_since = (idle_since or time.time()) if status == "idle" else None
+        if idle_since and time.time() - idle_since > 20:     # idle with cells left: it stopped
+            break
         time.sleep(2)
-    raise TimeoutError(f"{name}: still running after {limit_s} s")
+    first, source, error = driver.execute_script(WHERE_STOPPED)
+    raise TimeoutError(f"{name}: not finished after {limit_s} s; first cell not run: {first} "
+                       f"({source!r}); {status}; error shown: {error or 'none'}")
 
 
 def enable(driver, explorer, k, timeout_s):
