@@ -117,6 +117,27 @@ def test_cascading_randomisation_goes_top_down_and_leaves_the_model_alone():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_cascading_randomisation_is_independent_of_the_caller_random_draws():
+    def weights(draw_between):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+        torch.manual_seed(123)
+        expected = torch.rand(3)            # what the caller's generator gives next, untouched
+        torch.manual_seed(123)
+        found = []
+        for _, randomised in E.cascading_randomisation(model, ["2", "1", "0"]):
+            if draw_between:
+                assert torch.equal(torch.rand(3), expected)     # the caller's state, not the walk's
+                torch.manual_seed(123)
+            found.append([p.detach().clone() for p in randomised.parameters()])
+        return found
+
+    quiet, busy = weights(False), weights(True)
+    assert all(torch.equal(a, b) for qs, bs in zip(quiet, busy) for a, b in zip(qs, bs))
+    # counterfactual: the layers do get new weights at each step
+    assert not torch.equal(quiet[0][2], quiet[1][2])       # layer "1" changes at step 2
+
+
 def test_rank_correlation():
     a = np.arange(16.0).reshape(4, 4)
     assert abs(E.rank_correlation(a, a) - 1) < 1e-12

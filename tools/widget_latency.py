@@ -51,7 +51,10 @@ let t0 = 0, finished = false, busy = null;
 const finish = value => { if (!finished) { finished = true; observer.disconnect(); done([value, busy]); } };
 const observer = new MutationObserver(() => {
   if (busy === null && area.textContent.includes('computing')) busy = performance.now() - t0;
-  const fresh = [...area.querySelectorAll('img')].find(img => img.src && !seen.has(img.src));
+  // a new picture: a new source, not greyed out (the busy state's class change re-renders the
+  // old picture under a new blob URL: that is not the new figure)
+  const fresh = [...area.querySelectorAll('img')].find(img => img.src && !seen.has(img.src)
+                                                       && !img.classList.contains('vcnn-busy'));
   if (fresh) {
     observer.disconnect();
     fresh.decode().catch(() => null).then(() =>

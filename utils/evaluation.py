@@ -198,18 +198,25 @@ def cascading_randomisation(model, layers=None, seed=2018):
     """
     layers = layers if layers is not None else parameterised_layers(model)
     randomised = copy.deepcopy(model)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        for name in layers:
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    state = None          # this walk's own random state, carried from one layer to the next
+    for name in layers:
+        # The caller's generators are left as they were, and whatever the caller draws between
+        # two layers does not change the next layer's new weights.
+        with torch.random.fork_rng(devices=cuda):
+            if state is None:
+                torch.manual_seed(seed)
+            else:
+                torch.random.set_rng_state(state[0])
+                for device, device_state in zip(cuda, state[1]):
+                    torch.cuda.set_rng_state(device_state, device)
             for module in randomised.get_submodule(name).modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
                 if hasattr(module, "reset_running_stats"):
                     module.reset_running_stats()
-            yield name, randomised
-    finally:
-        torch.random.set_rng_state(generator_state)
+            state = (torch.random.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda])
+        yield name, randomised
 
 
 def rank_correlation(a, b, absolute=True):
