@@ -2,6 +2,7 @@
 
     pip install -r benchmarks/requirements.txt        # torch-lucent and kornia 0.4.1: see there
     VCNN_OFFLINE=1 python benchmarks/bench_lucent.py --threads 2
+    VCNN_OFFLINE=1 python benchmarks/bench_lucent.py --legibility --steps 512   # pictures, not speed
 
 Both render the same channel objective (the channel's mean, before the ReLU6 clip) on the
 bundled model with the same parametrisation (1/f Fourier coefficients, decorrelated colour,
@@ -66,9 +67,70 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--channels", type=int, nargs="+", default=[59, 287])
     parser.add_argument("--layer", default="blocks.11.expand")
+    parser.add_argument("--legibility", nargs="*", metavar="LAYER:CHANNEL",
+                        help="instead: render these channels (default: notebook 12's early 119, "
+                             "middle 133, late 59) ours and lucent's own way, --steps each")
+    parser.add_argument("--figure", default="lucent_legibility.png", help="--legibility's figure")
     args = parser.parse_args()
     with fixed_threads(args.threads):       # ours would otherwise re-measure the CPU (share_cpu)
-        compare(args)
+        if args.legibility is None:
+            compare(args)
+        else:
+            legibility(args)
+
+
+def lucent_defaults(model, layer, channel, steps):
+    """lucent's ``render_vis`` as it comes: 128 px, Adam at 0.05, standard transforms, the
+    image upsampled to 224 before the network; only the model's normalisation added."""
+    from lucent.optvis import objectives, param, render, transform
+    copied = copy.deepcopy(model).eval()
+    for p in copied.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.spec.mean, model.spec.std))
+    images = render.render_vis(
+        copied, objectives.channel(layer.replace(".", "_"), channel),
+        param_f=lambda: param.image(128, fft=True, decorrelate=True),
+        transforms=transform.standard_transforms + [lambda x: (x - mean) / std],
+        thresholds=(steps,), preprocess=False, progress=False, show_image=False)
+    return torch.as_tensor(images[-1]).permute(0, 3, 1, 2).float()
+
+
+def legibility(args):
+    """Do the early and middle channels of notebook 12 stay unreadable (a fine grid, blobs)
+    because of our recipe or budget, or because of the network? The same channels rendered
+    by notebook 12's recipe at 128 px, the same with the network fed 224 px copies (lucent's
+    upsampling), and by lucent with its own defaults; ``--steps`` steps each (lucid: 512)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    model = load_model("efficientnet_lite0", device="cpu", verbose=False)
+    paths = dict(zip(("early", "middle", "late"), model.spec.layer("style")[-3:]))
+    wanted = args.legibility or ["early:119", "middle:133", "late:59"]
+    channels = [(paths.get(name, name), int(c)) for name, c in (w.rsplit(":", 1) for w in wanted)]
+    ways = {"ours (notebook 12, 128 px)": lambda layer, c: fv.visualize(
+                model, fv.channel(layer, c), size=128, steps=args.steps, progress=False).rgb,
+            "ours, network at 224 px": lambda layer, c: fv.visualize(
+                model, fv.channel(layer, c), size=128, steps=args.steps, network_size=224,
+                progress=False).rgb,
+            "lucent 0.1.8, its defaults": lambda layer, c: lucent_defaults(model, layer, c, args.steps)}
+    fig, axes = plt.subplots(len(ways), len(channels), figsize=(3 * len(channels), 3.2 * len(ways)),
+                             squeeze=False)
+    print(f"{args.steps} steps; high-frequency share: energy above 1/8 cycle per pixel "
+          "(white noise 0.95)")
+    for row, (way, render) in enumerate(ways.items()):
+        for col, (path, c) in enumerate(channels):
+            layer = unclipped_layer(model, path)
+            rgb = render(layer, c)
+            share = float(fv.high_frequency_share(rgb))
+            print(f"{way:28s} {layer} {c}: high-frequency share {share:.3f}", flush=True)
+            axes[row, col].imshow(rgb[0].permute(1, 2, 0).numpy())
+            axes[row, col].set_title(f"{way}\n{layer} {c}: {share:.2f}", fontsize=8)
+            axes[row, col].axis("off")
+    fig.tight_layout()
+    fig.savefig(args.figure, dpi=100)
+    print("figure:", args.figure)
 
 
 def compare(args):

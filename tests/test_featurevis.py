@@ -63,6 +63,21 @@ def test_every_method_raises_its_objective_and_the_negative_lowers_it(method):
     assert up.rgb.shape == (1, 3, 24, 24) and 0 <= up.rgb.min() and up.rgb.max() <= 1
 
 
+def test_network_size_resizes_what_the_network_sees_not_the_image():
+    model = tiny_model()
+    seen = []
+    handle = model[0].register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape[-1]))
+    try:
+        run = fv.visualize(model, fv.channel("conv", 1), size=24, steps=2, transforms=False,
+                           network_size=40, progress=False)
+        plain = len(seen)
+        fv.visualize(model, fv.channel("conv", 1), size=24, steps=2, transforms=False, progress=False)
+    finally:
+        handle.remove()
+    assert run.rgb.shape[-1] == 24
+    assert 40 in seen[:plain] and 40 not in seen[plain:]        # counterfactual: without it, 24
+
+
 def test_the_model_is_left_as_found_and_no_hook_stays():
     model = tiny_model().train()
     model[0].weight.requires_grad_(True)

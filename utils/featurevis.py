@@ -372,7 +372,7 @@ LEARNING_RATE = 0.025           # parametrised: Adam on the Fourier coefficients
 
 def visualize(model, objective, size=128, steps=256, method="parametrised", n=1, seed=0,
               lr=None, transforms=None, diversity_weight=0.0, diversity_layer=None,
-              decay_power=1.0, sd=0.01, progress=True, stop=None, **prior):
+              decay_power=1.0, sd=0.01, network_size=None, progress=True, stop=None, **prior):
     """Optimise ``n`` images (size×size) to maximise ``objective``; a ``Visualisation``.
 
     ``method``: "naive" (pixels, plain normalised ascent), "regularised" (pixels + Yosinski's
@@ -380,7 +380,9 @@ def visualize(model, objective, size=128, steps=256, method="parametrised", n=1,
     "parametrised" (Olah et al.: 1/f Fourier coefficients, decorrelated colour, sigmoid).
     ``transforms``: random pad/jitter/scale/rotation at every step (default: only with
     "parametrised"). ``diversity_weight`` λ: maximise O − λ·diversity (``diversity_layer``,
-    default the objective's first layer). The model is left as found; ``stop``/■ return the
+    default the objective's first layer). ``network_size``: each step's (transformed) copy is
+    resized to this side before the network, as lucent does (224): one image pixel then spans
+    more than one input pixel of the network. The model is left as found; ``stop``/■ return the
     images so far.
     """
     if method not in METHODS:
@@ -397,7 +399,11 @@ def visualize(model, objective, size=128, steps=256, method="parametrised", n=1,
     mean = torch.tensor(model.spec.mean).view(1, 3, 1, 1)
 
     def transformed(rgb):
-        return random_transform(rgb, generator) if transforms else rgb
+        rgb = random_transform(rgb, generator) if transforms else rgb
+        if network_size:
+            rgb = F.interpolate(rgb, size=(network_size, network_size), mode="bilinear",
+                                align_corners=False)
+        return rgb
 
     if method == "parametrised":
         start = random_spectrum(n, size, size, sd, generator).to(device)
