@@ -490,7 +490,7 @@ def high_frequency_share(rgb, cutoff=0.125):
     """The share of an image's energy above ``cutoff`` cycles per pixel (wavelengths shorter
     than 1/cutoff px): Σ_{|f|>cutoff} |X(f)|² / Σ_f |X(f)|², X the 2-D Fourier transform of
     the gray level with its mean removed. White noise: about 1 − π·cutoff² (0.95 at 1/8);
-    photos: a few percent. One value per image."""
+    the bundled photos at 128 px: a median of about 0.1. One value per image."""
     gray = rgb.float().mean(dim=1)
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(gray).abs().pow(2)
