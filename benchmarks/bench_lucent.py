@@ -39,7 +39,11 @@ def ours(model, layer, channel, size, steps, seed):
     return run.rgb, run.seconds / steps
 
 
-def theirs(model, layer, channel, size, steps, seed):
+def theirs(model, layer, channel, size, steps, seed, lr=4 * fv.LEARNING_RATE, sd=4 * 0.01):
+    """lucent's ``render_vis`` on a fresh, frozen copy of the model, with the model's
+    normalisation added to its standard transforms; the image and the time per step (the
+    optimisation alone). ``lr`` and ``sd`` default to ours scaled to lucent's image (÷4); None
+    keeps lucent's own (Adam at 0.05, sd 0.01)."""
     from lucent.optvis import objectives, param, render, transform
     copied = copy.deepcopy(model).eval()
     for p in copied.parameters():
@@ -51,8 +55,8 @@ def theirs(model, layer, channel, size, steps, seed):
     start = time.perf_counter()
     images = render.render_vis(
         copied, objectives.channel(layer.replace(".", "_"), channel),
-        param_f=lambda: param.image(size, fft=True, decorrelate=True, sd=4 * 0.01),
-        optimizer=lambda params: torch.optim.Adam(params, lr=4 * fv.LEARNING_RATE),
+        param_f=lambda: param.image(size, fft=True, decorrelate=True, sd=sd),
+        optimizer=None if lr is None else (lambda params: torch.optim.Adam(params, lr=lr)),
         transforms=transforms, thresholds=(steps,), preprocess=False, progress=False,
         show_image=False)
     seconds = (time.perf_counter() - start) / steps
@@ -79,24 +83,6 @@ def main():
             legibility(args)
 
 
-def lucent_defaults(model, layer, channel, steps):
-    """lucent's ``render_vis`` as it comes: 128 px, Adam at 0.05, standard transforms, the
-    image upsampled to 224 before the network; only the model's normalisation added."""
-    from lucent.optvis import objectives, param, render, transform
-    copied = copy.deepcopy(model).eval()
-    for p in copied.parameters():
-        p.requires_grad_(False)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.spec.mean, model.spec.std))
-    images = render.render_vis(
-        copied, objectives.channel(layer.replace(".", "_"), channel),
-        param_f=lambda: param.image(128, fft=True, decorrelate=True),
-        transforms=transform.standard_transforms + [lambda x: (x - mean) / std],
-        thresholds=(steps,), preprocess=False, progress=False, show_image=False)
-    return torch.as_tensor(images[-1]).permute(0, 3, 1, 2).float()
-
-
 def legibility(args):
     """Do the early and middle channels of notebook 12 stay unreadable (a fine grid, blobs)
     because of our recipe or budget, or because of the network? The same channels rendered
@@ -114,7 +100,8 @@ def legibility(args):
             "ours, network at 224 px": lambda layer, c: fv.visualize(
                 model, fv.channel(layer, c), size=128, steps=args.steps, network_size=224,
                 progress=False).rgb,
-            "lucent 0.1.8, its defaults": lambda layer, c: lucent_defaults(model, layer, c, args.steps)}
+            "lucent 0.1.8, its defaults": lambda layer, c: theirs(model, layer, c, 128, args.steps,
+                                                                  seed=0, lr=None, sd=None)[0]}
     fig, axes = plt.subplots(len(ways), len(channels), figsize=(3 * len(channels), 3.2 * len(ways)),
                              squeeze=False)
     print(f"{args.steps} steps; high-frequency share: energy above 1/8 cycle per pixel "

@@ -202,8 +202,8 @@ def run_all(driver, url, token, name, limit_s):
 
 def enable(driver, explorer, k, timeout_s):
     """A greyed-out control (it does nothing at the explorer's current setting) is enabled by
-    moving the explorer's first dropdown, untimed, through its options until it is; False if
-    no option enables it."""
+    stepping the explorer's first other control, untimed, until it is; False if eight steps
+    do not enable it."""
     first = next((i for i, label in enumerate(explorer["controls"]) if i != k), None)
     for _ in range(8):
         if not driver.execute_script(IS_DISABLED, explorer["cell"], k):

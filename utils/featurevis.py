@@ -526,8 +526,7 @@ def beats_dataset(optimised, patches):
 def keeps_more(first, second, alpha=0.05):
     """Claim: images ``first`` keep more of their activation under random transformations
     (``survival``) than images ``second`` of the same channels, by a sign test over channels."""
-    first, second = np.asarray(first, float), np.asarray(second, float)
-    return sign_test(int((first > second).sum()), len(first), alpha)
+    return exceeds(first, second, alpha)
 
 
 def exceeds(first, second, alpha=0.05):
@@ -550,8 +549,7 @@ def raises_each(on_pictures, on_gray):
 def less_high_frequency(first, second, alpha=0.05):
     """Claim: images ``first`` have a smaller share of their energy at high frequencies
     (``high_frequency_share``) than images ``second`` of the same channels (sign test)."""
-    first, second = np.asarray(first, float), np.asarray(second, float)
-    return sign_test(int((first < second).sum()), len(first), alpha)
+    return exceeds(second, first, alpha)
 
 
 def gram_similarity(model, layer, rgb):

@@ -259,13 +259,14 @@ def method_table(maps, pairs, methods, size, tolerance=TOLERANCE):
     for method, method_maps in per_object.items():
         hits = pointing_hits(method_maps, pairs, tolerance)
         rows = discrimination(method_maps, pairs)
+        passed = [discriminates(r) for r in rows]
         table[method] = {
-            "hits": hits, "pointing": pointing_summary(hits), "passed": [discriminates(r) for r in rows],
+            "hits": hits, "pointing": pointing_summary(hits), "passed": passed,
             "beats centre": E.outperforms(hits, centre_hits),
             "above chance": E.above_chance(hits, chance),
             "share": share_summary(shares(method_maps, pairs)),
             "more in boxes": more_in_boxes_than_area(shares(method_maps, pairs)),
-            "discriminated": sum(discriminates(r) for r in rows),
+            "discriminated": sum(passed),
             "discriminates above chance": discriminates_above_chance(rows),
             "peak discriminated": sum(r[2] for r in rows), "scenes": len(rows)}
     if "edges" in table:
