@@ -187,9 +187,10 @@ def recognised(model, all_scenes):
 
 
 def fixation_variants(model, image, x, index, recorded):
-    """The fixation maps compared: the official rule counted (``evaluation``'s default
-    "CNN-Fixations") and as the paper's set, and the plain-network centre rule counted, each
-    with every positive classifier input and with the 10 strongest; and the authors' five
+    """The fixation maps compared beside the default (``evaluation``'s "CNN-Fixations", the
+    official rule counted, which ``main`` computes): the official rule as the paper's set and
+    the plain-network centre rule counted, each with every positive classifier input and with
+    the 10 strongest; the official rule counted with the 10 strongest; and the authors' five
     crops (``cnn_fixations(multi_crop=True)``), set and counted."""
     maps = {}
     with warnings.catch_warnings():
@@ -201,7 +202,8 @@ def fixation_variants(model, image, x, index, recorded):
         for top in (None, 10):
             counted = F.backtrack(model, x, index, recorded, position=rule, count=True, top=top)
             suffix = "" if top is None else f", {top} strongest"
-            maps[f"{rule}, counted{suffix}"] = F.fixation_heatmap(counted, x.shape[2:])[1]
+            if (rule, top) != ("official", None):     # that one is the default, computed by main
+                maps[f"{rule}, counted{suffix}"] = F.fixation_heatmap(counted, x.shape[2:])[1]
             if rule == "official":
                 maps[f"{rule}, set{suffix}"] = F.fixation_heatmap(sorted(counted), x.shape[2:])[1]
     return maps
