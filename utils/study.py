@@ -260,12 +260,13 @@ def method_table(maps, pairs, methods, size, tolerance=TOLERANCE):
         hits = pointing_hits(method_maps, pairs, tolerance)
         rows = discrimination(method_maps, pairs)
         passed = [discriminates(r) for r in rows]
+        object_shares = shares(method_maps, pairs)
         table[method] = {
             "hits": hits, "pointing": pointing_summary(hits), "passed": passed,
             "beats centre": E.outperforms(hits, centre_hits),
             "above chance": E.above_chance(hits, chance),
-            "share": share_summary(shares(method_maps, pairs)),
-            "more in boxes": more_in_boxes_than_area(shares(method_maps, pairs)),
+            "share": share_summary(object_shares),
+            "more in boxes": more_in_boxes_than_area(object_shares),
             "discriminated": sum(passed),
             "discriminates above chance": discriminates_above_chance(rows),
             "peak discriminated": sum(r[2] for r in rows), "scenes": len(rows)}
